@@ -1,0 +1,190 @@
+"""The catalog of the server's objects: its object directories, their packs (``.idx`` and
+bitmap type index, read over HTTP once and cached in the clone), and where each object lives.
+
+The clone builds it from the network; the daemon reopens it from the cache without touching
+the network and rescans ``objects/info/packs`` only when an object is in no known pack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from lazygit.config import Settings
+from lazygit.discovery import ObjectSource, parse_info_packs
+from lazygit.errors import CorruptDataError, HTTPStatusError
+from lazygit.packmeta import ServerPack, bitmap_head_needed, parse_bitmap_types
+from lazygit.ranges import Extent
+from lazygit.remote import DumbRemote, FileInfo
+
+#: First read of a .bitmap: enough for the type bitmaps of most packs (git/git's: 26.7 KB).
+BITMAP_HEAD_GUESS = 32 * 1024
+CATALOG_FILE = "catalog.json"
+
+
+@dataclass
+class PackHandle:
+    """A server pack as the fetch engine sees it: where it is, its metadata, its validator."""
+
+    source: ObjectSource
+    pack: ServerPack
+    info: FileInfo  # of the .pack file, the validator every range read is guarded with
+
+    @property
+    def name(self) -> str:
+        return self.pack.name
+
+    @property
+    def has_bitmap(self) -> bool:
+        return self.pack.types is not None
+
+
+class Catalog:
+    """All server packs, searched in order, plus the object directories for loose objects."""
+
+    def __init__(self, sources: list[ObjectSource], cache_dir: Path | None) -> None:
+        self.sources = sources
+        self.cache_dir = cache_dir
+        self.packs: list[PackHandle] = []
+
+    # -- building -----------------------------------------------------------------------
+    def load_packs(self, settings: Settings, on_pack: Callable[[], None] | None = None) -> None:
+        """Read every listed pack's .idx, size and bitmap type index (concurrently)."""
+        todo = [(s, name) for s in self.sources for name in s.packs if not self.has_pack(name)]
+        if not todo:
+            return
+        with ThreadPoolExecutor(max_workers=max(1, settings.connections)) as pool:
+            for handle in pool.map(lambda t: self._load_pack(*t), todo):
+                self.packs.append(handle)
+                if on_pack:
+                    on_pack()
+        self.save()
+
+    def has_pack(self, name: str) -> bool:
+        return any(p.name == name for p in self.packs)
+
+    def _load_pack(self, source: ObjectSource, name: str) -> PackHandle:
+        remote = source.remote
+        info = remote.stat(source.path(f"pack/{name}.pack"))
+        idx_data = remote.get_bytes(source.path(f"pack/{name}.idx"))
+        assert idx_data is not None
+        pack = ServerPack.from_idx(name, idx_data, info.size)
+        head = self._read_bitmap_head(source, name)
+        if head is not None:
+            pack.types = parse_bitmap_types(head, n_objects=len(pack), pack_checksum=pack.checksum)
+        if self.cache_dir is not None:
+            packs_dir = self.cache_dir / "packs"
+            packs_dir.mkdir(parents=True, exist_ok=True)
+            _write_atomic(packs_dir / f"{name}.idx", idx_data)
+            if head is not None:
+                _write_atomic(packs_dir / f"{name}.bitmap-head", head)
+        return PackHandle(source, pack, info)
+
+    @staticmethod
+    def _read_bitmap_head(source: ObjectSource, name: str) -> bytes | None:
+        """The .bitmap's header and type bitmaps, by Range, extended if the first read is short."""
+        remote = source.remote
+        try:
+            binfo = remote.stat(source.path(f"pack/{name}.bitmap"))
+        except HTTPStatusError as exc:
+            if exc.status in (404, 410):
+                return None
+            raise
+        want = min(binfo.size, BITMAP_HEAD_GUESS)
+        head = b""
+        while True:
+            head += b"".join(
+                data for _, data in remote.read_extents(binfo, [Extent(len(head), want)])
+            )
+            need = bitmap_head_needed(head)
+            if need is not None and need <= len(head):
+                return head[:need]
+            if need is None:
+                need = len(head) * 2
+            if need > binfo.size or len(head) >= binfo.size:
+                raise CorruptDataError(f"the bitmap of {name} is truncated")
+            want = need
+
+    # -- persistence --------------------------------------------------------------------
+    def save(self) -> None:
+        if self.cache_dir is None:
+            return
+        doc = {
+            "sources": [
+                {"url": s.remote.url, "prefix": s.prefix, "packs": s.packs} for s in self.sources
+            ],
+            "packs": [
+                {
+                    "name": h.name,
+                    "source": self.sources.index(h.source),
+                    "size": h.info.size,
+                    "etag": h.info.etag,
+                    "last_modified": h.info.last_modified,
+                    "path": h.info.path,
+                }
+                for h in self.packs
+            ],
+        }
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.cache_dir / CATALOG_FILE, json.dumps(doc, indent=1).encode())
+
+    @classmethod
+    def open(cls, cache_dir: Path, connect: Callable[[str], DumbRemote]) -> Catalog:
+        """Reopen a saved catalog without touching the network."""
+        doc = json.loads((cache_dir / CATALOG_FILE).read_text())
+        remotes: dict[str, DumbRemote] = {}
+        sources = []
+        for s in doc["sources"]:
+            remote = remotes.get(s["url"]) or remotes.setdefault(s["url"], connect(s["url"]))
+            sources.append(ObjectSource(remote, s["prefix"], list(s["packs"])))
+        cat = cls(sources, cache_dir)
+        for p in doc["packs"]:
+            name = p["name"]
+            idx = (cache_dir / "packs" / f"{name}.idx").read_bytes()
+            pack = ServerPack.from_idx(name, idx, p["size"])
+            head_path = cache_dir / "packs" / f"{name}.bitmap-head"
+            if head_path.exists():
+                pack.types = parse_bitmap_types(
+                    head_path.read_bytes(), n_objects=len(pack), pack_checksum=pack.checksum
+                )
+            info = FileInfo(p["path"], p["size"], p["etag"], p["last_modified"])
+            cat.packs.append(PackHandle(sources[p["source"]], pack, info))
+        return cat
+
+    # -- lookups ------------------------------------------------------------------------
+    def locate(self, oid: bytes) -> tuple[PackHandle, int] | None:
+        """The first pack holding ``oid`` and its offset there, or None (loose or absent)."""
+        for handle in self.packs:
+            off = handle.pack.offset_of(oid)
+            if off is not None:
+                return handle, off
+        return None
+
+    def is_packed(self, oid: bytes) -> bool:
+        return self.locate(oid) is not None
+
+    def rescan(self, settings: Settings) -> list[PackHandle]:
+        """Re-read objects/info/packs (the server may have new packs); load new ones."""
+        before = {h.name for h in self.packs}
+        for source in self.sources:
+            data = source.remote.get_bytes(source.path("info/packs"), missing_ok=True)
+            names = parse_info_packs(data) if data else []
+            source.packs = names
+        # Packs that vanished (a server repack) are dropped; their objects are elsewhere now.
+        listed = {n for s in self.sources for n in s.packs}
+        self.packs = [h for h in self.packs if h.name in listed]
+        self.load_packs(settings)
+        return [h for h in self.packs if h.name not in before]
+
+    def remotes(self) -> Iterable[DumbRemote]:
+        return {id(s.remote): s.remote for s in self.sources}.values()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

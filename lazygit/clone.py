@@ -1,0 +1,218 @@
+"""``lazygit clone``: discovery, commits and trees by byte range, then the checkout's blobs.
+
+The flow is one way: remote (discovery) -> catalog (.idx, bitmap) -> plan (ranges) -> fetch ->
+pack -> ``git index-pack`` -> git (refs, sparse patterns, checkout).  On any failure the
+destination is removed again (or emptied, if it existed before): nothing half-made remains.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from lazygit.catalog import Catalog
+from lazygit.config import Settings
+from lazygit.discovery import RemoteRepo, discover, peeled_oids
+from lazygit.errors import DestinationError, LazyGitError, RemoteError
+from lazygit.fetch import FetchEngine, FetchStats, fetch_metadata
+from lazygit.localrepo import LocalRepo, ensure_empty_destination
+from lazygit.progress import QUIET, Progress
+from lazygit.remote import DumbRemote
+from lazygit.sparse import checkout_blobs, matcher, set_cone
+
+
+@dataclass
+class CloneOptions:
+    url: str
+    dest: Path | None = None
+    branch: str | None = None
+    no_checkout: bool = False
+    sparse: list[str] | None = None  # cone directories; [] = top-level files only
+    remote_name: str = "origin"
+    read_object_hook: bool = False
+
+
+@dataclass
+class CloneResult:
+    dest: Path
+    head: str | None
+    metadata: FetchStats
+    blobs: FetchStats = field(default_factory=FetchStats)
+    files: int = 0
+    seconds: float = 0.0
+
+    @property
+    def bytes_read(self) -> int:
+        return self.metadata.bytes + self.blobs.bytes
+
+
+def normalize_url(url: str) -> str:
+    """The HTTP(S) URL of the repository, without ``lazy::``, ending in '/'."""
+    if url.startswith("lazy::"):
+        url = url[len("lazy::") :]
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise LazyGitError(
+            f"not an http(s) URL: {url!r}", "lazygit clones from http:// or https:// URLs"
+        )
+    return url if url.endswith("/") else url + "/"
+
+
+def default_dest(url: str) -> Path:
+    """Like git: the last path component without ``.git``."""
+    name = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    name = name[:-4] if name.endswith(".git") else name
+    return Path(name or "repository")
+
+
+def clone(
+    opts: CloneOptions, settings: Settings | None = None, progress: Progress = QUIET
+) -> CloneResult:
+    """Make a lazy clone.  Raises LazyGitError (one line) on expected failures."""
+    t0 = time.monotonic()
+    url = normalize_url(opts.url)
+    settings = settings or Settings.load()
+    dest = opts.dest or default_dest(url)
+    existed = ensure_empty_destination(dest)
+    try:
+        with DumbRemote(url, settings) as remote:
+            result = _clone(opts, url, dest, settings, remote, progress)
+    except BaseException as exc:
+        _remove(dest, existed)
+        if isinstance(exc, OSError) and not isinstance(exc, LazyGitError):
+            raise _disk_error(exc, dest) from None
+        raise
+    result.seconds = time.monotonic() - t0
+    return result
+
+
+def _clone(
+    opts: CloneOptions,
+    url: str,
+    dest: Path,
+    settings: Settings,
+    remote: DumbRemote,
+    progress: Progress,
+) -> CloneResult:
+    alternates: list[DumbRemote] = []
+
+    def connect(alt_url: str) -> DumbRemote:
+        alternates.append(DumbRemote(alt_url, settings))
+        return alternates[-1]
+
+    try:
+        snapshot = discover(remote, connect_alternate=connect)
+        branch, head_oid = _choose_head(snapshot, opts.branch)
+        repo = LocalRepo.init(dest, initial_branch=branch)
+        repo.configure_partial_clone(url, opts.remote_name)
+        catalog = Catalog(snapshot.sources, repo.state_dir)
+        n_packs = sum(len(s.packs) for s in snapshot.sources)
+        task = progress.task("pack indexes", total=n_packs)
+        catalog.load_packs(settings, on_pack=task.advance)
+        task.done()
+        roots = peeled_oids(snapshot.refs) | ({head_oid} if head_oid else set())
+        meta = fetch_metadata(catalog, repo, settings, roots, progress)
+        _write_refs(repo, snapshot, opts.remote_name, branch, head_oid)
+        if opts.read_object_hook:
+            from lazygit.hooks import install_read_object_hook
+
+            install_read_object_hook(repo)
+        result = CloneResult(dest, head_oid.hex() if head_oid else None, meta)
+        if opts.sparse is not None:
+            set_cone(repo, opts.sparse)
+        if head_oid is not None and not opts.no_checkout:
+            _checkout(repo, catalog, settings, progress, result)
+        return result
+    finally:
+        for alt in alternates:
+            alt.close()
+
+
+def _choose_head(snapshot: RemoteRepo, branch: str | None) -> tuple[str | None, bytes | None]:
+    """The branch to check out and its commit (None, oid when the server's HEAD is detached)."""
+    heads = {
+        r.name[len("refs/heads/") :]: r.oid
+        for r in snapshot.refs
+        if r.name.startswith("refs/heads/")
+    }
+    if branch is not None:
+        if branch in heads:
+            return branch, heads[branch]
+        tag = next((r for r in snapshot.refs if r.name == f"refs/tags/{branch}"), None)
+        if tag is not None:
+            return None, tag.peeled or tag.oid
+        known = ", ".join(sorted(heads)[:10]) or "none"
+        raise RemoteError(f"remote branch {branch!r} not found (branches: {known})")
+    if snapshot.head_target and snapshot.head_target.startswith("refs/heads/"):
+        name = snapshot.head_target[len("refs/heads/") :]
+        if name in heads:
+            return name, heads[name]
+    if snapshot.head_oid is not None:
+        return None, snapshot.head_oid
+    if heads:  # HEAD missing or dangling: take main/master or the first branch, as git does
+        name = next((n for n in ("main", "master") if n in heads), sorted(heads)[0])
+        return name, heads[name]
+    return None, None  # an empty repository
+
+
+def _write_refs(
+    repo: LocalRepo, snapshot: RemoteRepo, remote: str, branch: str | None, head_oid: bytes | None
+) -> None:
+    updates: list[tuple[str, bytes]] = []
+    for ref in snapshot.refs:
+        if ref.name.startswith("refs/heads/"):
+            updates.append((f"refs/remotes/{remote}/{ref.name[len('refs/heads/') :]}", ref.oid))
+        elif ref.name.startswith("refs/tags/"):
+            updates.append((ref.name, ref.oid))
+    if branch is not None and head_oid is not None:
+        updates.append((f"refs/heads/{branch}", head_oid))
+    repo.update_refs(updates)
+    if snapshot.head_target and snapshot.head_target.startswith("refs/heads/"):
+        default = snapshot.head_target[len("refs/heads/") :]
+        if any(r.name == snapshot.head_target for r in snapshot.refs):
+            repo.set_symref(f"refs/remotes/{remote}/HEAD", f"refs/remotes/{remote}/{default}")
+    if branch is not None and head_oid is not None:
+        repo.git(["config", f"branch.{branch}.remote", remote])
+        repo.git(["config", f"branch.{branch}.merge", f"refs/heads/{branch}"])
+    elif head_oid is not None:
+        repo.git(["update-ref", "--no-deref", "HEAD", head_oid.hex()])
+
+
+def _checkout(
+    repo: LocalRepo, catalog: Catalog, settings: Settings, progress: Progress, result: CloneResult
+) -> None:
+    """Fetch exactly the blobs the (sparse) checkout writes, in one batch, then let git write
+    the working tree with lazy fetching off: that proves nothing is missing."""
+    blobs = checkout_blobs(repo.ls_tree("HEAD"), matcher(repo))
+    engine = FetchEngine(catalog, repo, settings)
+    result.blobs = engine.fetch(blobs, progress)
+    task = progress.task("checkout", total=None)
+    repo.git(["read-tree", "--reset", "-u", "HEAD"])
+    task.done()
+    result.files = len(blobs)
+
+
+def _remove(dest: Path, existed: bool) -> None:
+    if not dest.exists():
+        return
+    if existed:
+        for child in dest.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(dest, ignore_errors=True)
+
+
+def _disk_error(exc: OSError, dest: Path) -> LazyGitError:
+    if exc.errno == errno.ENOSPC:
+        return DestinationError(f"no space left on the device holding {dest}", "free some space")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return DestinationError(f"cannot write to {dest}: {os.strerror(exc.errno)}")
+    return DestinationError(f"cannot write {exc.filename or dest}: {exc.strerror or exc}")

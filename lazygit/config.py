@@ -1,0 +1,102 @@
+"""lazygit's settings, read from git config (``lazygit.*`` keys) with documented defaults.
+
+One ``git config`` call reads them all.  Standard library only: the daemon and helper use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from lazygit.errors import LazyGitError
+from lazygit.gitcmd import run_git
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclass
+class Settings:
+    """Tunables.  Each field is the git config key ``lazygit.<name>`` (case-insensitive)."""
+
+    #: Gaps between wanted byte extents up to this size are always read through.
+    rangeGap: int = 512
+    #: Extra bytes (as a share of the wanted bytes) that merging ranges may read through.
+    rangeOverhead: float = 0.06
+    #: A single range longer than this is split so that it can be read concurrently.
+    maxRangeBytes: int = 4 * MiB
+    #: Ranges in one multi-range request (nginx accepts ~400 in its 8 KiB header buffer).
+    rangesPerRequest: int = 100
+    #: Concurrent HTTP connections to the server.
+    connections: int = 4
+    #: A server pack without a bitmap up to this size is read whole without a warning.
+    smallPackBytes: int = 32 * MiB
+    #: Seconds to wait for a TCP connection to the server.
+    connectTimeout: float = 10.0
+    #: Seconds to wait for bytes from the server once connected.
+    readTimeout: float = 30.0
+    #: Seconds an idle daemon waits before it exits.
+    daemonIdleSeconds: float = 600.0
+    #: Seconds a helper or hook waits for the daemon (start-up included) before failing.
+    daemonTimeout: float = 120.0
+    #: Promisor packs written by lazy fetches before they are consolidated into one.
+    maxPromisorPacks: int = 16
+    #: Bytes of server pack blocks the daemon keeps in memory.
+    blockCacheBytes: int = 64 * MiB
+    #: Extra git-config values that were set but are unknown (kept for `lazygit doctor`).
+    unknown: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, repo: str | Path | None = None, **overrides: object) -> Settings:
+        """Settings from git config (the repository's if ``repo`` is given, else global)."""
+        args = ["config", "--null", "--get-regexp", r"^lazygit\."]
+        proc = run_git(args, cwd=repo, check=False)
+        values: dict[str, str] = {}
+        if proc.returncode == 0:
+            for item in proc.stdout.split(b"\0"):
+                if not item:
+                    continue
+                key, _, value = item.decode("utf-8", "replace").partition("\n")
+                values[key.split(".", 1)[1].lower()] = value
+        return cls.from_values(values, **overrides)
+
+    @classmethod
+    def from_values(cls, values: dict[str, str], **overrides: object) -> Settings:
+        """Settings from ``{lowercase key: text}`` pairs; bad values are one-line errors."""
+        settings = cls()
+        by_lower = {f.name.lower(): f for f in fields(cls) if f.name != "unknown"}
+        for key, text in values.items():
+            f = by_lower.get(key)
+            if f is None:
+                settings.unknown[key] = text
+                continue
+            setattr(settings, f.name, _parse(f, text))
+        for name, value in overrides.items():
+            if value is not None:
+                setattr(settings, name, value)
+        return settings
+
+
+def _parse(f: dataclasses.Field[object], text: str) -> object:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    try:
+        if kind == "int":
+            return _parse_size(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        raise LazyGitError(
+            f"bad value {text!r} for git config lazygit.{f.name}",
+            f"fix it with: git config lazygit.{f.name} <{kind}>",
+        ) from None
+    return text
+
+
+def _parse_size(text: str) -> int:
+    """An integer with git's optional k/m/g suffix."""
+    t = text.strip().lower()
+    mult = {"k": KiB, "m": MiB, "g": 1024 * MiB}.get(t[-1:], 1)
+    if mult != 1:
+        t = t[:-1]
+    return int(t) * mult

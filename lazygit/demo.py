@@ -1,0 +1,62 @@
+"""``lazygit demo``: the main job end to end on the embedded server, with what it saved."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from lazygit.errors import LazyGitError
+
+
+def _repo_bytes(bare: Path) -> int:
+    """Bytes a full dumb-HTTP clone would have to download: every pack and loose object."""
+    objects = bare / "objects"
+    total = sum(p.stat().st_size for p in (objects / "pack").glob("pack-*.pack"))
+    total += sum(p.stat().st_size for d in objects.glob("[0-9a-f][0-9a-f]") for p in d.iterdir())
+    return total
+
+
+def run_demo(workdir: Path | None, size: str, quiet: bool) -> Iterator[str]:
+    """Yield report lines while making, serving and lazily cloning a sample repository."""
+    from lazygit import sample
+    from lazygit.clone import CloneOptions, clone
+    from lazygit.progress import Progress
+    from lazygit.server import BackgroundServer
+
+    specs = {"tiny": sample.TINY, "small": sample.SMALL, "large": sample.LARGE}
+    if size not in specs:
+        raise LazyGitError(f"unknown demo size {size!r}", "use tiny, small or large")
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="lazygit-demo-")
+        workdir = Path(tmp.name)
+    try:
+        root = workdir / "server"
+        root.mkdir(parents=True, exist_ok=True)
+        info = sample.make_server_repo(root / "sample.git", specs[size])
+        yield (
+            f"made {info.path.name}: {info.commits} commits, {info.objects} objects, "
+            f"{info.files} files at HEAD, {_repo_bytes(info.path) / 2**20:.1f} MiB of packs"
+        )
+        with BackgroundServer(root) as server:
+            url = server.url + "sample.git"
+            yield f"serving it with `lazygit serve` at {url}"
+            with Progress(quiet) as progress:
+                result = clone(CloneOptions(url, workdir / "clone"), progress=progress)
+        full = _repo_bytes(info.path)
+        yield (
+            f"lazy clone in {result.seconds:.2f} s: {result.metadata.objects} commits/trees/tags "
+            f"and {result.blobs.objects} blobs for {result.files} files, "
+            f"{result.bytes_read / 2**20:.1f} MiB read in "
+            f"{result.metadata.requests + result.blobs.requests} requests"
+        )
+        yield (
+            f"saved {100 * (1 - result.bytes_read / full):.0f}% of the {full / 2**20:.1f} MiB a "
+            f"full clone downloads; other blobs arrive when git needs them"
+        )
+        if tmp is None:
+            yield f"clone left in {workdir / 'clone'}"
+    finally:
+        if tmp is not None:
+            tmp.cleanup()

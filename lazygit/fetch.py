@@ -1,0 +1,302 @@
+"""The fetch engine: object ids -> where they live -> byte ranges -> one promisor pack.
+
+Two jobs share it.  :func:`fetch_metadata` copies every commit, tree and tag of the server
+(the lazy clone).  :class:`FetchEngine` fetches any set of objects, usually blobs: it reads the
+wanted entries' ranges, then the missing delta bases breadth-first (every base of one depth in
+one round, coalesced), spools the raw entries to disk, and writes them as one pack through
+``git index-pack``.  Nothing reaches the object store unchecked and no pack is held in memory.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from lazygit.catalog import Catalog, PackHandle
+from lazygit.config import Settings
+from lazygit.errors import CorruptDataError, RemoteError
+from lazygit.localrepo import LocalObjects, LocalRepo
+from lazygit.loose import LooseObject, fetch_loose, walk_loose_metadata
+from lazygit.packwriter import OFS_DELTA, REF_DELTA, PackWriter, parse_entry_header
+from lazygit.progress import QUIET, Progress
+from lazygit.ranges import Extent, coalesce
+
+PROMISOR_MESSAGE = "lazygit"
+
+
+@dataclass
+class FetchStats:
+    """What one fetch did."""
+
+    objects: int = 0
+    bytes: int = 0
+    requests: int = 0
+    rounds: int = 0
+    seconds: float = 0.0
+    packs: list[str] = field(default_factory=list)
+
+    def add(self, other: FetchStats) -> None:
+        self.objects += other.objects
+        self.bytes += other.bytes
+        self.requests += other.requests
+        self.rounds += other.rounds
+        self.seconds += other.seconds
+        self.packs += other.packs
+
+
+class _Meter:
+    """Bytes and requests the catalog's remotes served during one operation."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.remotes = list(catalog.remotes())
+        self.t0 = time.monotonic()
+        self.b0 = sum(r.bytes_read for r in self.remotes)
+        self.r0 = sum(r.requests for r in self.remotes)
+
+    def stats(self, objects: int, rounds: int, packs: list[str]) -> FetchStats:
+        return FetchStats(
+            objects=objects,
+            bytes=sum(r.bytes_read for r in self.remotes) - self.b0,
+            requests=sum(r.requests for r in self.remotes) - self.r0,
+            rounds=rounds,
+            seconds=time.monotonic() - self.t0,
+            packs=packs,
+        )
+
+
+def _entries_in(handle: PackHandle, extent: Extent) -> Iterator[Extent]:
+    """The pack entries that tile ``extent`` (which starts at an entry)."""
+    pos = extent.start
+    while pos < extent.end:
+        entry = handle.pack.extent_at(pos)
+        yield entry
+        pos = entry.end
+
+
+def _slice(ext: Extent, data: bytes, entry: Extent) -> bytes:
+    return data[entry.start - ext.start : entry.end - ext.start]
+
+
+def fetch_metadata(
+    catalog: Catalog,
+    repo: LocalRepo,
+    settings: Settings,
+    roots: Iterable[bytes],
+    progress: Progress = QUIET,
+) -> FetchStats:
+    """Copy every commit, tree and tag the server has (reachable from ``roots`` when loose).
+
+    Packs with a bitmap give their commit/tree/tag entries by byte range; packs without one are
+    read whole (the only way to learn their types) with a warning when they are large.
+    """
+    meter = _Meter(catalog)
+    packs: list[str] = []
+    whole = [h for h in catalog.packs if not h.has_bitmap]
+    for h in whole:
+        if h.info.size > settings.smallPackBytes:
+            progress.log(
+                f"warning: {h.name} on the server has no bitmap; reading all "
+                f"{h.info.size / 2**20:.0f} MiB of it (fix on the server: "
+                "`git repack -a -d -b && git update-server-info`, or `lazygit prepare`)"
+            )
+        task = progress.task("whole pack", total=h.info.size)
+
+        def write_whole(out: IO[bytes], h: PackHandle = h, task=task) -> None:
+            for chunk in h.source.remote.iter_file(h.info):
+                out.write(chunk)
+                task.advance(len(chunk))
+
+        packs.append(repo.index_pack(write_whole, promisor=PROMISOR_MESSAGE))
+        task.done()
+
+    with_bitmap = [h for h in catalog.packs if h.has_bitmap]
+    loose = walk_loose_metadata(
+        roots, catalog.is_packed, catalog.sources, workers=settings.connections
+    )
+    plans = []
+    count = len(loose)
+    for h in with_bitmap:
+        types = h.pack.types
+        assert types is not None
+        count += sum(b - a for a, b in (*types.commits, *types.trees, *types.tags))
+        wanted = h.pack.metadata_extents()
+        plans.append(
+            (
+                h,
+                wanted,
+                coalesce(wanted, min_gap=settings.rangeGap, overhead=settings.rangeOverhead),
+            )
+        )
+    total = sum(e.length for _, _, merged in plans for e in merged)
+    task = progress.task("commits and trees", total=total)
+
+    def write(out: IO[bytes]) -> None:
+        writer = PackWriter(out, count)
+        for h, wanted, merged in plans:
+            it = iter(wanted)
+            want = next(it, None)
+            for ext, data in h.source.remote.read_extents(h.info, merged, on_bytes=task.advance):
+                while want is not None and want.start < ext.end:
+                    for entry in _entries_in(h, want):
+                        writer.add_entry(
+                            h.name, entry.start, _slice(ext, data, entry), h.pack.oid_at
+                        )
+                    want = next(it, None)
+        for obj in loose:
+            writer.add_object(obj.type_num, obj.content)
+        writer.finish()
+
+    if count:
+        packs.append(repo.index_pack(write, promisor=PROMISOR_MESSAGE))
+    task.done()
+    return meter.stats(count + sum(len(h.pack) for h in whole), 1, packs)
+
+
+class FetchEngine:
+    """Fetches sets of objects from the server into the local repository, one pack a batch."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        repo: LocalRepo,
+        settings: Settings,
+        local: LocalObjects | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.repo = repo
+        self.settings = settings
+        self.local = local or repo.local_objects()
+
+    def fetch(self, oids: Iterable[bytes], progress: Progress = QUIET) -> FetchStats:
+        """Fetch the objects among ``oids`` that are not local, as one promisor pack."""
+        meter = _Meter(self.catalog)
+        self.local.refresh()
+        missing = self.local.missing(oids)
+        if not missing:
+            return meter.stats(0, 0, [])
+        located, loose_oids = self._locate(missing)
+        tmp_dir = self.repo.state_dir / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=tmp_dir, prefix="spool-") as spool:
+            spooled, rounds = self._read_rounds(located, spool, progress)
+            loose = fetch_loose(self.catalog.sources, loose_oids, workers=self.settings.connections)
+            pack = self._write_pack(spool, spooled, loose)
+        self.local.refresh()
+        return meter.stats(len(spooled) + len(loose), rounds, [pack])
+
+    def _locate(self, oids: list[bytes]) -> tuple[dict[int, set[int]], list[bytes]]:
+        """{pack number: offsets} for packed oids; the rest are loose (or new on the server)."""
+        located: dict[int, set[int]] = defaultdict(set)
+        loose: list[bytes] = []
+        for oid in oids:
+            loc = self.catalog.locate(oid)
+            if loc is None:
+                loose.append(oid)
+            else:
+                located[self.catalog.packs.index(loc[0])].add(loc[1])
+        if loose and self.catalog.rescan(self.settings):
+            # New packs on the server: look the unplaced oids up again.
+            still = []
+            for oid in loose:
+                loc = self.catalog.locate(oid)
+                if loc is None:
+                    still.append(oid)
+                else:
+                    located[self.catalog.packs.index(loc[0])].add(loc[1])
+            loose = still
+        return located, loose
+
+    def _read_rounds(
+        self, want: dict[int, set[int]], spool: IO[bytes], progress: Progress
+    ) -> tuple[dict[tuple[int, int], tuple[int, int]], int]:
+        """Read wanted entries, then their missing delta bases, breadth-first, into ``spool``."""
+        spooled: dict[tuple[int, int], tuple[int, int]] = {}
+        rounds = 0
+        task = progress.task("objects", total=None)
+        while want:
+            rounds += 1
+            nxt: dict[int, set[int]] = defaultdict(set)
+            for pno, offsets in sorted(want.items()):
+                h = self.catalog.packs[pno]
+                entries = [h.pack.extent_at(o) for o in sorted(offsets)]
+                merged = coalesce(
+                    entries, min_gap=self.settings.rangeGap, overhead=self.settings.rangeOverhead
+                )
+                it = iter(entries)
+                entry = next(it, None)
+                for ext, data in h.source.remote.read_extents(
+                    h.info, merged, on_bytes=task.advance
+                ):
+                    while entry is not None and entry.start < ext.end:
+                        raw = _slice(ext, data, entry)
+                        spooled[(pno, entry.start)] = (spool.tell(), len(raw))
+                        spool.write(raw)
+                        self._queue_base(pno, entry.start, raw, spooled, want, nxt)
+                        entry = next(it, None)
+            want = nxt
+        task.done()
+        return spooled, rounds
+
+    def _queue_base(
+        self,
+        pno: int,
+        offset: int,
+        raw: bytes,
+        spooled: dict[tuple[int, int], tuple[int, int]],
+        current: dict[int, set[int]],
+        nxt: dict[int, set[int]],
+    ) -> None:
+        """Queue the delta base of an entry for the next round unless it is local or coming."""
+        header = parse_entry_header(raw)
+        if header.type == OFS_DELTA:
+            assert header.base_distance is not None
+            base_pno, base_off = pno, offset - header.base_distance
+            h = self.catalog.packs[pno]
+            try:
+                base_oid = h.pack.oid_at(base_off)
+            except KeyError:
+                raise CorruptDataError(
+                    f"{h.name}: delta at {offset} names a base at {base_off} where no object starts"
+                ) from None
+        elif header.type == REF_DELTA:
+            assert header.base_oid is not None
+            base_oid = header.base_oid
+            loc = self.catalog.locate(base_oid)
+            if loc is None:
+                if base_oid in self.local:
+                    return
+                raise RemoteError(f"delta base {base_oid.hex()} is not on the server")
+            base_pno, base_off = self.catalog.packs.index(loc[0]), loc[1]
+        else:
+            return
+        key = (base_pno, base_off)
+        if key in spooled or base_off in current.get(base_pno, ()) or base_off in nxt[base_pno]:
+            return
+        if base_oid in self.local:
+            return  # written as a REF_DELTA against the local object (index-pack --fix-thin)
+        nxt[base_pno].add(base_off)
+
+    def _write_pack(
+        self,
+        spool: IO[bytes],
+        spooled: dict[tuple[int, int], tuple[int, int]],
+        loose: list[LooseObject],
+    ) -> str:
+        count = len(spooled) + len(loose)
+
+        def write(out: IO[bytes]) -> None:
+            writer = PackWriter(out, count)
+            for pno, offset in sorted(spooled):  # bases precede their OFS deltas
+                pos, length = spooled[(pno, offset)]
+                spool.seek(pos)
+                h = self.catalog.packs[pno]
+                writer.add_entry(h.name, offset, spool.read(length), h.pack.oid_at)
+            for obj in loose:
+                writer.add_object(obj.type_num, obj.content)
+            writer.finish()
+
+        return self.repo.index_pack(write, promisor=PROMISOR_MESSAGE)

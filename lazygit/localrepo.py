@@ -1,0 +1,223 @@
+"""The local repository: a git directory that stock git treats as a partial clone.
+
+Objects reach it only through ``git index-pack`` (every hash checked); presence is tested by
+reading the object store (pack indexes and loose files), never with ``git cat-file -e``, which
+could start a lazy fetch.  Standard library only, except :class:`LocalObjects`, which loads
+pack indexes with dulwich when first used.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from lazygit.errors import CorruptDataError, DestinationError, GitCommandError
+from lazygit.gitcmd import first_error_line, git_output, popen_git, run_git
+
+#: Where lazygit keeps its own state inside the git directory.
+STATE_DIR = "lazygit"
+
+
+class LocalRepo:
+    """A local (lazy) clone, addressed by its common git directory."""
+
+    def __init__(self, git_dir: Path, worktree: Path | None) -> None:
+        self.git_dir = git_dir
+        self.worktree = worktree
+
+    # -- finding and making ------------------------------------------------------------
+    @classmethod
+    def init(
+        cls, dest: Path, *, bare: bool = False, initial_branch: str | None = None
+    ) -> LocalRepo:
+        """``git init`` a new repository at ``dest``."""
+        args = ["init", "-q"]
+        if bare:
+            args.append("--bare")
+        if initial_branch:
+            args.append(f"--initial-branch={initial_branch}")
+        run_git([*args, str(dest)])
+        if bare:
+            return cls(dest.resolve(), None)
+        return cls((dest / ".git").resolve(), dest.resolve())
+
+    @classmethod
+    def find(cls, path: str | Path = ".") -> LocalRepo:
+        """The repository that contains ``path`` (its common git dir, shared by worktrees)."""
+        proc = run_git(
+            ["rev-parse", "--path-format=absolute", "--git-common-dir", "--show-toplevel"],
+            cwd=path,
+            check=False,
+        )
+        if proc.returncode != 0:
+            # --show-toplevel fails in a bare repository; ask again without it.
+            proc = run_git(
+                ["rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=path, check=False
+            )
+            if proc.returncode != 0:
+                raise GitCommandError(f"{path} is not inside a git repository")
+        lines = proc.stdout.decode().splitlines()
+        worktree = Path(lines[1]) if len(lines) > 1 else None
+        return cls(Path(lines[0]), worktree)
+
+    @property
+    def state_dir(self) -> Path:
+        """lazygit's own directory inside the git dir (caches, daemon files)."""
+        return self.git_dir / STATE_DIR
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.git_dir / "objects"
+
+    @property
+    def cwd(self) -> Path:
+        return self.worktree or self.git_dir
+
+    def git(self, args: list[str], *, input: bytes | None = None) -> bytes:
+        """Run an internal git command in this repository; return stdout."""
+        return run_git(args, cwd=self.cwd, input=input, env={"GIT_DIR": str(self.git_dir)}).stdout
+
+    # -- configuration and refs ---------------------------------------------------------
+    def configure_partial_clone(self, url: str, remote: str = "origin") -> None:
+        """Write the config that makes stock git treat this as a partial clone of lazy::URL."""
+        settings = [
+            ("core.repositoryformatversion", "1"),
+            ("extensions.partialClone", remote),
+            (f"remote.{remote}.url", f"lazy::{url}"),
+            (f"remote.{remote}.fetch", f"+refs/heads/*:refs/remotes/{remote}/*"),
+            (f"remote.{remote}.promisor", "true"),
+            (f"remote.{remote}.partialclonefilter", "blob:none"),
+        ]
+        for key, value in settings:
+            self.git(["config", key, value])
+
+    def update_refs(self, updates: Iterable[tuple[str, bytes]]) -> None:
+        """Create refs in one transaction (``git update-ref --stdin``)."""
+        lines = "".join(f"update {name} {oid.hex()}\n" for name, oid in updates)
+        if lines:
+            self.git(["update-ref", "--stdin"], input=lines.encode())
+
+    def set_symref(self, name: str, target: str) -> None:
+        self.git(["symbolic-ref", name, target])
+
+    # -- objects ------------------------------------------------------------------------
+    def index_pack(
+        self, write: Callable[[IO[bytes]], None], *, promisor: str, fix_thin: bool = True
+    ) -> str:
+        """Stream a pack into ``git index-pack --stdin --promisor``; return its name.
+
+        ``write`` gets index-pack's stdin.  index-pack checks every object's hash and writes
+        the pack, its .idx and the .promisor file atomically; on failure it leaves nothing.
+        """
+        args = ["index-pack", "--stdin", f"--promisor={promisor}"]
+        if fix_thin:
+            args.append("--fix-thin")
+        proc = popen_git(args, cwd=self.cwd, env={"GIT_DIR": str(self.git_dir)})
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        err_chunks: list[bytes] = []
+        reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
+        reader.start()
+        try:
+            write(proc.stdin)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        out = proc.stdout.read()
+        proc.wait()
+        reader.join()
+        if proc.returncode != 0:
+            msg = first_error_line(b"".join(err_chunks))
+            raise CorruptDataError(f"git index-pack rejected the data: {msg}")
+        words = out.decode().split()
+        return f"pack-{words[-1]}" if words else ""
+
+    def ls_tree(self, rev: str) -> Iterator[tuple[str, str, bytes, str]]:
+        """(mode, type, oid, path) of every entry under ``rev``, recursively."""
+        out = self.git(["ls-tree", "-r", "-z", "--full-tree", rev])
+        for item in out.split(b"\0"):
+            if not item:
+                continue
+            meta, _, path = item.partition(b"\t")
+            mode, typ, hexid = meta.decode().split()
+            yield mode, typ, bytes.fromhex(hexid), path.decode("utf-8", "surrogateescape")
+
+    def rev_parse(self, rev: str) -> str:
+        return git_output(["rev-parse", "--verify", "--quiet", rev], cwd=self.cwd)
+
+    def local_objects(self) -> LocalObjects:
+        return LocalObjects(self.objects_dir)
+
+
+class LocalObjects:
+    """Which objects the local object store holds, read from pack indexes and loose files."""
+
+    def __init__(self, objects_dir: Path) -> None:
+        self.objects_dir = objects_dir
+        self._indexes: dict[str, Any] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Load indexes of packs that appeared since the last look; forget vanished ones."""
+        from dulwich.object_format import SHA1
+        from dulwich.pack import load_pack_index
+
+        pack_dir = self.objects_dir / "pack"
+        names = {p.name for p in pack_dir.glob("pack-*.idx")} if pack_dir.is_dir() else set()
+        for gone in set(self._indexes) - names:
+            del self._indexes[gone]
+        for name in sorted(names - set(self._indexes)):
+            try:
+                self._indexes[name] = load_pack_index(str(pack_dir / name), SHA1)
+            except (OSError, ValueError):
+                continue  # a pack being written or removed right now
+
+    def __contains__(self, oid: bytes) -> bool:
+        for idx in self._indexes.values():
+            try:
+                idx.object_offset(oid)
+                return True
+            except KeyError:
+                continue
+        h = oid.hex()
+        return os.path.exists(os.path.join(self.objects_dir, h[:2], h[2:]))
+
+    def missing(self, oids: Iterable[bytes]) -> list[bytes]:
+        """The oids (deduplicated, order kept) that are not in the object store."""
+        seen: set[bytes] = set()
+        out = []
+        for oid in oids:
+            if oid not in seen and oid not in self:
+                out.append(oid)
+            seen.add(oid)
+        return out
+
+
+def ensure_empty_destination(dest: Path) -> bool:
+    """Check that ``dest`` may receive a clone; return True if it already existed."""
+    if dest.exists():
+        if not dest.is_dir():
+            raise DestinationError(f"destination {dest} exists and is not a directory")
+        if any(dest.iterdir()):
+            raise DestinationError(
+                f"destination {dest} already exists and is not empty", "choose another directory"
+            )
+        return True
+    parent = dest.parent if str(dest.parent) else Path(".")
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True)
+        except OSError as exc:
+            raise DestinationError(f"cannot create {parent}: {exc.strerror}") from None
+    if not os.access(parent, os.W_OK):
+        raise DestinationError(f"cannot write to {parent}: permission denied")
+    return False
+
+
+__all__ = ["LocalObjects", "LocalRepo", "ensure_empty_destination"]

@@ -1,0 +1,87 @@
+"""Progress reporting: rich bars on a terminal, nothing otherwise.
+
+The engine only calls :class:`Progress` methods; whether anything is drawn is decided here
+(quiet with ``-q`` or when stderr is not a terminal).  rich is imported only when drawing.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+class Task:
+    """One bar; ``advance`` is thread-safe (rich's is)."""
+
+    def __init__(self, progress: Any = None, task_id: Any = None) -> None:
+        self._progress = progress
+        self._id = task_id
+
+    def advance(self, n: float = 1) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._id, n)
+
+    def update(self, *, total: float | None = None, completed: float | None = None) -> None:
+        if self._progress is not None:
+            self._progress.update(self._id, total=total, completed=completed)
+
+    def done(self) -> None:
+        if self._progress is not None:
+            task = self._progress._tasks[self._id]
+            total = task.total if task.total is not None else task.completed
+            self._progress.update(self._id, total=total, completed=total)
+
+
+class Progress:
+    """A set of bars; a no-op when quiet."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.enabled = not quiet and sys.stderr.isatty()
+        self._rich: Any = None
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            self._rich = RichProgress(
+                TextColumn("{task.description:<18}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self._rich.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._rich is not None:
+            self._rich.__exit__(*exc)
+            self._rich = None
+
+    def task(self, description: str, total: float | None = None, *, count: bool = False) -> Task:
+        """A bar; ``count=True`` shows items instead of bytes."""
+        if self._rich is None:
+            return Task()
+        if count:
+            description = f"{description}"
+        return Task(self._rich, self._rich.add_task(description, total=total))
+
+    def log(self, message: str) -> None:
+        """A line above the bars (or on stderr when there are none), e.g. a warning."""
+        if self._rich is not None:
+            self._rich.console.print(message, markup=False, highlight=False)
+        else:
+            print(message, file=sys.stderr)
+
+
+QUIET = Progress(quiet=True)
