@@ -1,0 +1,434 @@
+"""Server pack metadata: the .idx (offsets, oids) and the .bitmap type index.
+
+A lazy clone must know where every commit and tree lies in a server pack without reading
+the pack.  The .idx gives each object's offset; sorting the offsets gives pack order (what
+a .rev file would store) and, for each entry, its byte extent up to the next entry.  The
+first four EWAH bitmaps of a .bitmap give each position's object type, so the commit and
+tree extents can be read by HTTP ranges.
+
+Object lookup by oid uses dulwich's index (binary search over the name table).  Bulk work
+(the offset table, the sort, EWAH decoding) is done here with ``array`` and run lists,
+because per-entry dulwich calls and per-bit EWAH sets are far too slow for 400k objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import sys
+from array import array
+from bisect import bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from dulwich.pack import PackIndex, load_pack_index_file
+
+from lazygit.errors import CorruptDataError
+from lazygit.ranges import Extent
+
+try:  # dulwich >= 0.23 takes the object format explicitly
+    from dulwich.object_format import SHA1 as _SHA1
+except ImportError:  # pragma: no cover - older dulwich
+    _SHA1 = None
+
+OBJ_COMMIT, OBJ_TREE, OBJ_BLOB, OBJ_TAG = 1, 2, 3, 4
+
+_IDX_V2_MAGIC = b"\377tOc"
+_FANOUT_LEN = 256 * 4
+_BITMAP_HEADER_LEN = 32
+_BITMAP_MAGIC = b"BITM"
+
+Run = tuple[int, int]
+
+
+def _u32_array(data: bytes | memoryview, start: int, count: int) -> array[int]:
+    """Big-endian u32 table -> native array (one C-level copy, not a Python loop)."""
+    arr = array("I")
+    if arr.itemsize != 4:  # pragma: no cover - exotic platforms
+        arr = array("L")
+        if arr.itemsize != 4:
+            return array("Q", struct.unpack_from(f">{count}I", data, start))
+    arr.frombytes(bytes(data[start : start + 4 * count]))
+    if sys.byteorder == "little":
+        arr.byteswap()
+    return arr
+
+
+def _u64_array(data: bytes | memoryview, start: int, count: int) -> array[int]:
+    """Big-endian u64 table -> native array."""
+    arr = array("Q")
+    arr.frombytes(bytes(data[start : start + 8 * count]))
+    if sys.byteorder == "little":
+        arr.byteswap()
+    return arr
+
+
+def merge_runs(runs: Iterable[Run]) -> list[Run]:
+    """Sort position runs and merge overlapping or touching ones."""
+    out: list[list[int]] = []
+    for a, b in sorted(r for r in runs if r[1] > r[0]):
+        if out and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1][1] = b
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+@dataclass
+class PackTypes:
+    """Object types by pack position, as runs ``[a, b)`` in pack-offset order."""
+
+    commits: list[Run] = field(default_factory=list)
+    trees: list[Run] = field(default_factory=list)
+    blobs: list[Run] = field(default_factory=list)
+    tags: list[Run] = field(default_factory=list)
+
+    def by_type(self) -> dict[int, list[Run]]:
+        """The runs keyed by git object type number."""
+        return {
+            OBJ_COMMIT: self.commits,
+            OBJ_TREE: self.trees,
+            OBJ_BLOB: self.blobs,
+            OBJ_TAG: self.tags,
+        }
+
+    def count(self, type_num: int) -> int:
+        """Objects of one type."""
+        return sum(b - a for a, b in self.by_type()[type_num])
+
+
+# ---------------------------------------------------------------------------------------
+# .bitmap type index
+
+
+def _ewah_end(head: bytes | memoryview, pos: int) -> int | None:
+    """End offset of the EWAH bitmap starting at pos, or None if head is too short."""
+    if len(head) < pos + 8:
+        return None
+    (words,) = struct.unpack_from(">I", head, pos + 4)
+    return pos + 8 + 8 * words + 4
+
+
+def bitmap_head_needed(head: bytes | memoryview) -> int | None:
+    """Bytes of the .bitmap needed for its header and the four type bitmaps, or None
+    if `head` is too short to tell (then read more).
+
+    The type bitmaps directly follow the 32-byte header whatever the flags say (the hash
+    cache and lookup table come after all bitmaps), so walking four EWAH lengths suffices.
+    """
+    pos = _BITMAP_HEADER_LEN
+    for _ in range(4):
+        end = _ewah_end(head, pos)
+        if end is None:
+            return None
+        pos = end
+    return pos
+
+
+def _literal_runs(word: int, base: int, runs: list[list[int]]) -> None:
+    """Append the runs of set bits of one 64-bit literal word at bit `base` (merging)."""
+    while word:
+        low = (word & -word).bit_length() - 1
+        x = word >> low
+        ones = (x ^ (x + 1)).bit_length() - 1  # trailing ones of x
+        start = base + low
+        end = start + ones
+        if runs and runs[-1][1] == start:
+            runs[-1][1] = end
+        else:
+            runs.append([start, end])
+        if low + ones >= 64:
+            break
+        word &= ~((1 << (low + ones)) - 1)
+
+
+def decode_ewah_runs(data: bytes | memoryview, pos: int = 0) -> tuple[list[Run], int]:
+    """Decode one serialized EWAH bitmap at `pos` into runs of set bits.
+
+    Returns (runs, end offset).  dulwich's EWAHBitmap builds a set with one element per
+    set bit (seconds for a big pack); runs keep a clean fill word O(1) and a literal word
+    O(runs in it).  CorruptDataError if truncated or if bits exceed the declared size.
+    """
+    if len(data) < pos + 8:
+        raise CorruptDataError("truncated EWAH bitmap header")
+    bit_count, word_count = struct.unpack_from(">II", data, pos)
+    words_start = pos + 8
+    end = words_start + 8 * word_count + 4
+    if len(data) < end:
+        raise CorruptDataError("truncated EWAH bitmap")
+    words = struct.unpack_from(f">{word_count}Q", data, words_start)
+    max_bits = ((bit_count + 63) // 64) * 64
+    runs: list[list[int]] = []
+    cur = 0
+    i = 0
+    all_ones = (1 << 64) - 1
+    while i < word_count:
+        rlw = words[i]
+        i += 1
+        running_bit = rlw & 1
+        running_len = (rlw >> 1) & 0xFFFFFFFF
+        literals = rlw >> 33
+        if running_len:
+            nbits = running_len * 64
+            if cur + nbits > max_bits:
+                raise CorruptDataError("EWAH run exceeds the bitmap size")
+            if running_bit:
+                if runs and runs[-1][1] == cur:
+                    runs[-1][1] = cur + nbits
+                else:
+                    runs.append([cur, cur + nbits])
+            cur += nbits
+        if i + literals > word_count:
+            raise CorruptDataError("EWAH literal words exceed the word count")
+        if cur + 64 * literals > max_bits:
+            raise CorruptDataError("EWAH literal words exceed the bitmap size")
+        for word in words[i : i + literals]:
+            if word == all_ones:
+                if runs and runs[-1][1] == cur:
+                    runs[-1][1] = cur + 64
+                else:
+                    runs.append([cur, cur + 64])
+            elif word:
+                _literal_runs(word, cur, runs)
+            cur += 64
+        i += literals
+    if runs and runs[-1][1] > bit_count:
+        raise CorruptDataError("EWAH bitmap has bits set beyond its size")
+    return [(a, b) for a, b in runs], end
+
+
+def parse_bitmap_types(
+    head: bytes | memoryview, *, n_objects: int, pack_checksum: bytes
+) -> PackTypes:
+    """Decode the four type EWAH bitmaps as runs (not per bit).
+
+    CorruptDataError on a bad signature/version, checksum != pack_checksum (a .bitmap
+    left over from another pack), truncation, or types that do not partition the
+    n_objects positions exactly once.
+    """
+    if len(head) < _BITMAP_HEADER_LEN:
+        raise CorruptDataError("truncated .bitmap header")
+    if bytes(head[:4]) != _BITMAP_MAGIC:
+        raise CorruptDataError("not a .bitmap file (bad signature)")
+    version, _flags, _entries = struct.unpack_from(">HHI", head, 4)
+    if version != 1:
+        raise CorruptDataError(f"unsupported .bitmap version {version}")
+    stored = bytes(head[12:32])
+    if stored != pack_checksum:
+        raise CorruptDataError(
+            f"bitmap does not belong to pack {pack_checksum.hex()} "
+            f"(pack checksum mismatch: bitmap names {stored.hex()})"
+        )
+    pos = _BITMAP_HEADER_LEN
+    decoded: list[list[Run]] = []
+    for _ in range(4):
+        runs, pos = decode_ewah_runs(head, pos)
+        decoded.append(runs)
+    types = PackTypes(*decoded)
+    total = sum(b - a for runs in decoded for a, b in runs)
+    if total != n_objects:
+        raise CorruptDataError(
+            f".bitmap type bitmaps cover {total} objects, the pack has {n_objects}"
+        )
+    # Equal counts plus no overlap and no bit >= n means every position has one type.
+    prev_end = 0
+    for a, b in sorted(r for runs in decoded for r in runs):
+        if a < prev_end or b > n_objects:
+            raise CorruptDataError(".bitmap type bitmaps overlap or exceed the pack")
+        prev_end = b
+    return types
+
+
+# ---------------------------------------------------------------------------------------
+# .idx
+
+
+def _corrupt(name: str, why: str) -> CorruptDataError:
+    return CorruptDataError(f"corrupt .idx for {name}: {why}")
+
+
+def _load_dulwich_index(name: str, data: bytes) -> PackIndex:
+    """dulwich's index over in-memory bytes (its file object closed: nothing to leak)."""
+    f = io.BytesIO(data)
+    try:
+        if _SHA1 is not None:
+            idx = load_pack_index_file(f"{name}.idx", f, _SHA1)
+        else:  # pragma: no cover - older dulwich
+            idx = load_pack_index_file(f"{name}.idx", f)  # type: ignore[call-arg]
+    except (AssertionError, KeyError, struct.error, ValueError) as exc:
+        raise _corrupt(name, f"dulwich cannot read it ({exc})") from exc
+    finally:
+        f.close()
+    return idx
+
+
+class ServerPack:
+    """One server pack seen through its .idx (and, once parsed, its .bitmap types)."""
+
+    name: str
+    size: int
+    checksum: bytes
+    types: PackTypes | None
+    idx: PackIndex
+
+    def __init__(
+        self,
+        name: str,
+        size: int,
+        checksum: bytes,
+        idx: PackIndex,
+        names: bytes,
+        order: array[int],
+        sorted_offsets: array[int],
+    ) -> None:
+        self.name = name
+        self.size = size
+        self.checksum = checksum
+        self.idx = idx
+        self.types = None
+        self._names = names  # the idx name table: n * 20 bytes, oid-sorted
+        self._order = order  # pack position -> idx (oid-sorted) index
+        self._sorted = sorted_offsets  # pack position -> offset
+        self._type_starts: list[int] | None = None
+        self._type_runs: list[tuple[int, int, int]] = []
+        self._type_runs_of: PackTypes | None = None
+
+    @classmethod
+    def from_idx(cls, name: str, idx_data: bytes | memoryview, size: int) -> ServerPack:
+        """Parse and validate an .idx (v2, or v1) for a pack of `size` bytes.
+
+        CorruptDataError if the idx is malformed or an offset is outside the pack.
+        """
+        data = bytes(idx_data)
+        if len(data) < _FANOUT_LEN + 40:
+            raise _corrupt(name, "file too short")
+        if hashlib.sha1(data[:-20]).digest() != data[-20:]:
+            raise _corrupt(name, "its SHA-1 checksum does not match")
+        v2 = data[:4] == _IDX_V2_MAGIC
+        if v2:
+            (version,) = struct.unpack_from(">I", data, 4)
+            if version != 2:
+                raise _corrupt(name, f"unsupported version {version}")
+            fan_start = 8
+        else:
+            fan_start = 0
+        fanout = _u32_array(data, fan_start, 256)
+        prev = 0
+        for v in fanout:
+            if v < prev:
+                raise _corrupt(name, "fanout table is not monotonic")
+            prev = v
+        n = fanout[255]
+        table = fan_start + _FANOUT_LEN
+        if v2:
+            names_start = table
+            off_start = table + n * 24  # names (20) + crc32 (4)
+            large_start = off_start + 4 * n
+            rest = len(data) - 40 - large_start
+            if rest < 0 or rest % 8:
+                raise _corrupt(name, "file size does not match its object count")
+            n_large = rest // 8
+            offsets = _u32_array(data, off_start, n)
+            if n_large or (n and max(offsets) & 0x80000000):
+                large = _u64_array(data, large_start, n_large)
+                big = array("Q", offsets)
+                for i, v in enumerate(offsets):
+                    if v & 0x80000000:
+                        k = v & 0x7FFFFFFF
+                        if k >= n_large:
+                            raise _corrupt(name, "large offset index out of range")
+                        big[i] = large[k]
+                offsets = big
+            names = data[names_start : names_start + 20 * n]
+        else:
+            if len(data) != table + 24 * n + 40:
+                raise _corrupt(name, "file size does not match its object count")
+            recs = data[table : table + 24 * n]
+            offsets = array("Q", (v for (v,) in struct.iter_unpack(">I20x", recs)))
+            names = b"".join(recs[i + 4 : i + 24] for i in range(0, 24 * n, 24))
+        order = array("I", sorted(range(n), key=offsets.__getitem__))
+        sorted_offsets = array("Q", map(offsets.__getitem__, order))
+        if n:
+            if sorted_offsets[0] < 12:
+                raise _corrupt(name, "an offset points into the pack header")
+            if sorted_offsets[-1] >= size - 20:
+                raise _corrupt(name, f"an offset is outside the pack ({size} bytes)")
+            if len(set(sorted_offsets)) != n:
+                raise _corrupt(name, "two objects share an offset")
+        checksum = data[-40:-20]
+        idx = _load_dulwich_index(name, data)
+        return cls(name, size, checksum, idx, names, order, sorted_offsets)
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    def offset_of(self, oid: bytes) -> int | None:
+        """Offset of an object in the pack, None if the pack lacks it."""
+        try:
+            return int(self.idx.object_offset(oid))
+        except KeyError:
+            return None
+
+    def position_of_offset(self, offset: int) -> int:
+        """Pack position (index in offset order) of the entry at `offset` (KeyError if none)."""
+        pos = bisect_right(self._sorted, offset) - 1
+        if pos < 0 or self._sorted[pos] != offset:
+            raise KeyError(offset)
+        return pos
+
+    def offset_at_position(self, pos: int) -> int:
+        """Offset of the pos-th entry in pack order."""
+        return self._sorted[pos]
+
+    def oid_at_position(self, pos: int) -> bytes:
+        """Oid of the pos-th entry in pack order."""
+        i = self._order[pos] * 20
+        return self._names[i : i + 20]
+
+    def oid_at(self, offset: int) -> bytes:
+        """Oid of the entry starting at `offset` (KeyError if no entry starts there)."""
+        return self.oid_at_position(self.position_of_offset(offset))
+
+    def _end_of_position(self, pos: int) -> int:
+        return self._sorted[pos] if pos < len(self._sorted) else self.size - 20
+
+    def extent_at(self, offset: int) -> Extent:
+        """[offset, next entry offset or size-20): the raw entry's bytes."""
+        pos = self.position_of_offset(offset)
+        return Extent(offset, self._end_of_position(pos + 1))
+
+    def extents_of_positions(self, runs: Iterable[Run]) -> list[Extent]:
+        """Byte extents of position runs [a, b); consecutive entries give one extent."""
+        n = len(self._sorted)
+        out: list[Extent] = []
+        for a, b in merge_runs(runs):
+            if a < 0 or b > n:
+                raise IndexError(f"positions [{a}, {b}) outside a pack of {n} objects")
+            out.append(Extent(self._sorted[a], self._end_of_position(b)))
+        return out
+
+    def metadata_extents(self) -> list[Extent]:
+        """Extents of all commits, trees and tags (needs `types` from the bitmap)."""
+        if self.types is None:
+            raise ValueError(f"{self.name}: object types unknown (no bitmap parsed)")
+        t = self.types
+        return self.extents_of_positions([*t.commits, *t.trees, *t.tags])
+
+    def type_at_position(self, pos: int) -> int:
+        """Object type (1-4) at a pack position, from the bitmap runs."""
+        if self.types is None:
+            raise ValueError(f"{self.name}: object types unknown (no bitmap parsed)")
+        if self._type_starts is None or self._type_runs_of is not self.types:
+            flat = sorted((a, b, t) for t, runs in self.types.by_type().items() for a, b in runs)
+            self._type_runs = flat
+            self._type_starts = [a for a, _b, _t in flat]
+            self._type_runs_of = self.types
+        assert self._type_starts is not None
+        k = bisect_right(self._type_starts, pos) - 1
+        if k >= 0:
+            a, b, t = self._type_runs[k]
+            if a <= pos < b:
+                return t
+        raise KeyError(pos)
