@@ -50,6 +50,8 @@ class Catalog:
         self.sources = sources
         self.cache_dir = cache_dir
         self.packs: list[PackHandle] = []
+        #: Packs whose commits, trees and tags are all local (by the clone or an update).
+        self.meta_done: set[str] = set()
 
     # -- building -----------------------------------------------------------------------
     def load_packs(self, settings: Settings, on_pack: Callable[[], None] | None = None) -> None:
@@ -128,6 +130,7 @@ class Catalog:
                 }
                 for h in self.packs
             ],
+            "meta_done": sorted(self.meta_done),
         }
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         _write_atomic(self.cache_dir / CATALOG_FILE, json.dumps(doc, indent=1).encode())
@@ -142,6 +145,7 @@ class Catalog:
             remote = remotes.get(s["url"]) or remotes.setdefault(s["url"], connect(s["url"]))
             sources.append(ObjectSource(remote, s["prefix"], list(s["packs"])))
         cat = cls(sources, cache_dir)
+        cat.meta_done = set(doc.get("meta_done", []))
         for p in doc["packs"]:
             name = p["name"]
             idx = (cache_dir / "packs" / f"{name}.idx").read_bytes()

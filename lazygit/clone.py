@@ -117,6 +117,8 @@ def _clone(
         task.done()
         roots = peeled_oids(snapshot.refs) | ({head_oid} if head_oid else set())
         meta = fetch_metadata(catalog, repo, settings, roots, progress)
+        catalog.meta_done.update(h.name for h in catalog.packs)
+        catalog.save()
         _write_refs(repo, snapshot, opts.remote_name, branch, head_oid)
         if opts.read_object_hook:
             from lazygit.hooks import install_read_object_hook

@@ -12,10 +12,11 @@ from __future__ import annotations
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
+from lazygit.blockcache import Reader, direct_reader
 from lazygit.catalog import Catalog, PackHandle
 from lazygit.config import Settings
 from lazygit.errors import CorruptDataError, RemoteError
@@ -81,6 +82,29 @@ def _slice(ext: Extent, data: bytes, entry: Extent) -> bytes:
     return data[entry.start - ext.start : entry.end - ext.start]
 
 
+def read_whole_pack(
+    h: PackHandle, repo: LocalRepo, settings: Settings, progress: Progress = QUIET
+) -> FetchStats:
+    """Stream a server pack without a bitmap into the local store: its types are unknown
+    until every entry header is read, which costs as much as reading it all."""
+    if h.info.size > settings.smallPackBytes:
+        progress.log(
+            f"warning: {h.name} on the server has no bitmap; reading all "
+            f"{h.info.size / 2**20:.0f} MiB of it (fix on the server: "
+            "`git repack -a -d -b && git update-server-info`, or `lazygit prepare`)"
+        )
+    task = progress.task("whole pack", total=h.info.size)
+
+    def write_whole(out: IO[bytes]) -> None:
+        for chunk in h.source.remote.iter_file(h.info):
+            out.write(chunk)
+            task.advance(len(chunk))
+
+    name = repo.index_pack(write_whole, promisor=PROMISOR_MESSAGE)
+    task.done()
+    return FetchStats(objects=len(h.pack), bytes=h.info.size, requests=1, packs=[name])
+
+
 def fetch_metadata(
     catalog: Catalog,
     repo: LocalRepo,
@@ -97,21 +121,7 @@ def fetch_metadata(
     packs: list[str] = []
     whole = [h for h in catalog.packs if not h.has_bitmap]
     for h in whole:
-        if h.info.size > settings.smallPackBytes:
-            progress.log(
-                f"warning: {h.name} on the server has no bitmap; reading all "
-                f"{h.info.size / 2**20:.0f} MiB of it (fix on the server: "
-                "`git repack -a -d -b && git update-server-info`, or `lazygit prepare`)"
-            )
-        task = progress.task("whole pack", total=h.info.size)
-
-        def write_whole(out: IO[bytes], h: PackHandle = h, task=task) -> None:
-            for chunk in h.source.remote.iter_file(h.info):
-                out.write(chunk)
-                task.advance(len(chunk))
-
-        packs.append(repo.index_pack(write_whole, promisor=PROMISOR_MESSAGE))
-        task.done()
+        packs += read_whole_pack(h, repo, settings, progress).packs
 
     with_bitmap = [h for h in catalog.packs if h.has_bitmap]
     loose = walk_loose_metadata(
@@ -165,28 +175,80 @@ class FetchEngine:
         repo: LocalRepo,
         settings: Settings,
         local: LocalObjects | None = None,
+        reader: Reader = direct_reader,
     ) -> None:
         self.catalog = catalog
         self.repo = repo
         self.settings = settings
         self.local = local or repo.local_objects()
+        self.reader = reader
 
-    def fetch(self, oids: Iterable[bytes], progress: Progress = QUIET) -> FetchStats:
-        """Fetch the objects among ``oids`` that are not local, as one promisor pack."""
+    def fetch(
+        self,
+        oids: Iterable[bytes],
+        progress: Progress = QUIET,
+        *,
+        loose: Sequence[LooseObject] = (),
+    ) -> FetchStats:
+        """Fetch the objects among ``oids`` that are not local, as one promisor pack.
+
+        ``loose`` are objects the caller already read (and hash-checked) from the server's
+        loose files; they go into the same pack.
+        """
         meter = _Meter(self.catalog)
         self.local.refresh()
         missing = self.local.missing(oids)
-        if not missing:
+        if not missing and not loose:
             return meter.stats(0, 0, [])
         located, loose_oids = self._locate(missing)
         tmp_dir = self.repo.state_dir / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=tmp_dir, prefix="spool-") as spool:
             spooled, rounds = self._read_rounds(located, spool, progress)
-            loose = fetch_loose(self.catalog.sources, loose_oids, workers=self.settings.connections)
-            pack = self._write_pack(spool, spooled, loose)
+            fetched = fetch_loose(
+                self.catalog.sources, loose_oids, workers=self.settings.connections
+            )
+            objs = [*loose, *fetched]
+            pack = self._write_pack(spool, spooled, objs)
         self.local.refresh()
-        return meter.stats(len(spooled) + len(loose), rounds, [pack])
+        return meter.stats(len(spooled) + len(objs), rounds, [pack])
+
+    def update(self, tips: Iterable[bytes], progress: Progress = QUIET) -> FetchStats:
+        """Bring the commits, trees and tags behind ``tips`` that are not local (``git fetch``).
+
+        Only packs new since the clone (or the last update) are looked at: their commit, tree
+        and tag entries that are not local are fetched like any object, so deltas against
+        local bases stay small.  A new pack without a bitmap is read whole.
+        """
+        meter = _Meter(self.catalog)
+        self.catalog.rescan(self.settings)
+        self.local.refresh()
+        wanted: list[bytes] = []
+        packs: list[str] = []
+        objects = 0
+        for h in self.catalog.packs:
+            if h.name in self.catalog.meta_done:
+                continue
+            if h.pack.types is None:
+                if any(h.pack.oid_at_position(i) not in self.local for i in range(len(h.pack))):
+                    whole = read_whole_pack(h, self.repo, self.settings, progress)
+                    packs += whole.packs
+                    objects += whole.objects
+                    self.local.refresh()
+            else:
+                t = h.pack.types
+                for a, b in (*t.commits, *t.trees, *t.tags):
+                    wanted += (h.pack.oid_at_position(i) for i in range(a, b))
+        loose = walk_loose_metadata(
+            tips,
+            lambda o: self.catalog.is_packed(o) or o in self.local,
+            self.catalog.sources,
+            workers=self.settings.connections,
+        )
+        batch = self.fetch(wanted, progress, loose=loose)
+        self.catalog.meta_done.update(h.name for h in self.catalog.packs)
+        self.catalog.save()
+        return meter.stats(objects + batch.objects, batch.rounds, packs + batch.packs)
 
     def _locate(self, oids: list[bytes]) -> tuple[dict[int, set[int]], list[bytes]]:
         """{pack number: offsets} for packed oids; the rest are loose (or new on the server)."""
@@ -228,9 +290,7 @@ class FetchEngine:
                 )
                 it = iter(entries)
                 entry = next(it, None)
-                for ext, data in h.source.remote.read_extents(
-                    h.info, merged, on_bytes=task.advance
-                ):
+                for ext, data in self.reader(h, merged, task.advance):
                     while entry is not None and entry.start < ext.end:
                         raw = _slice(ext, data, entry)
                         spooled[(pno, entry.start)] = (spool.tell(), len(raw))

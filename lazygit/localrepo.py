@@ -170,13 +170,14 @@ class LocalObjects:
 
         pack_dir = self.objects_dir / "pack"
         names = {p.name for p in pack_dir.glob("pack-*.idx")} if pack_dir.is_dir() else set()
-        for gone in set(self._indexes) - names:
-            del self._indexes[gone]
-        for name in sorted(names - set(self._indexes)):
+        # Build a new dict and swap it in: lookups in other threads see one or the other.
+        indexes = {n: i for n, i in self._indexes.items() if n in names}
+        for name in sorted(names - set(indexes)):
             try:
-                self._indexes[name] = load_pack_index(str(pack_dir / name), SHA1)
+                indexes[name] = load_pack_index(str(pack_dir / name), SHA1)
             except (OSError, ValueError):
                 continue  # a pack being written or removed right now
+        self._indexes = indexes
 
     def __contains__(self, oid: bytes) -> bool:
         for idx in self._indexes.values():

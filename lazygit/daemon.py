@@ -1,0 +1,397 @@
+"""The per-repository daemon: warm connections, indexes and pack bytes; merged batches.
+
+Started detached by the first client that needs it (docs/protocol.md); at most one per
+repository (an flock on ``daemon.lock``).  It serves one JSON request per connection on a Unix
+socket that only its own user may use, merges concurrent fetch requests into batches, writes
+each batch as one promisor pack through ``git index-pack`` before answering, consolidates
+promisor packs when there are too many, and exits when idle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import socketserver
+import struct
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from lazygit import __version__
+from lazygit.errors import DaemonError, LazyGitError
+from lazygit.localrepo import LocalRepo
+
+MAX_REQUEST = 64 << 20
+#: A Unix socket path must fit in sockaddr_un (108 bytes on Linux) with room to spare.
+MAX_SOCKET_PATH = 100
+
+
+def socket_path(git_dir: Path) -> Path:
+    """The socket for ``git_dir`` in the user's private runtime directory."""
+    import warnings
+
+    import platformdirs
+
+    key = hashlib.sha256(str(git_dir).encode()).hexdigest()[:20] + ".sock"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runtime = Path(platformdirs.user_runtime_dir("lazygit"))
+    path = runtime / key
+    if len(str(path)) > MAX_SOCKET_PATH:
+        runtime = Path(tempfile.gettempdir()) / f"lazygit-{os.getuid()}"
+        path = runtime / key
+    _private_dir(runtime)
+    return path
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` mode 0700 and make sure it is ours and private."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.lstat()
+    if st.st_uid != os.getuid() or not path.is_dir() or path.is_symlink():
+        raise DaemonError(f"{path} is not a private directory of this user")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+class Batch:
+    """A set of oids fetched together; requests that need any of them wait on it."""
+
+    def __init__(self) -> None:
+        self.oids: dict[bytes, None] = {}
+        self.done = threading.Event()
+        self.error: str | None = None
+        self.stats: dict[str, Any] = {}
+
+
+class Batcher:
+    """Merges concurrent requests: an oid is read from the server by one batch only."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.cond = threading.Condition()
+        self.pending = Batch()
+        self.inflight: dict[bytes, Batch] = {}
+        threading.Thread(target=self._worker, name="batcher", daemon=True).start()
+
+    def submit(self, oids: list[bytes]) -> list[Batch]:
+        """The batches the caller must wait for to have ``oids`` local."""
+        local = self.daemon.local
+        deps: dict[int, Batch] = {}
+        with self.cond:
+            for oid in oids:
+                batch = self.inflight.get(oid)
+                if batch is None and oid in self.pending.oids:
+                    batch = self.pending
+                if batch is None:
+                    if oid in local:
+                        continue
+                    self.pending.oids[oid] = None
+                    batch = self.pending
+                deps[id(batch)] = batch
+            if self.pending.oids:
+                self.cond.notify()
+        return list(deps.values())
+
+    def _worker(self) -> None:
+        while True:
+            with self.cond:
+                while not self.pending.oids:
+                    self.cond.wait()
+                batch, self.pending = self.pending, Batch()
+                for oid in batch.oids:
+                    self.inflight[oid] = batch
+            try:
+                batch.stats = self.daemon.run_batch(list(batch.oids))
+            except LazyGitError as exc:
+                batch.error = str(exc)
+            except Exception as exc:  # keep serving; the log has the details
+                self.daemon.log_exception()
+                batch.error = f"internal error in the lazygit daemon: {exc!r} (see daemon.log)"
+            with self.cond:
+                for oid in batch.oids:
+                    self.inflight.pop(oid, None)
+            batch.done.set()
+
+
+class Daemon:
+    """State shared by all connections of one repository's daemon."""
+
+    def __init__(self, git_dir: Path) -> None:
+        from lazygit.blockcache import BlockCache
+        from lazygit.catalog import Catalog
+        from lazygit.config import Settings
+        from lazygit.fetch import FetchEngine
+        from lazygit.remote import DumbRemote
+
+        self.git_dir = git_dir
+        self.repo = LocalRepo(git_dir, None)
+        self.settings = Settings.load(git_dir)
+        state = self.repo.state_dir
+        if not (state / "catalog.json").exists():
+            raise DaemonError(f"{git_dir} is not a lazygit clone (no {state / 'catalog.json'})")
+        self.catalog = Catalog.open(state, lambda url: DumbRemote(url, self.settings))
+        self.local = self.repo.local_objects()
+        self.cache = BlockCache(self.settings.blockCacheBytes)
+        self.engine = FetchEngine(
+            self.catalog, self.repo, self.settings, self.local, reader=self.cache.read
+        )
+        self.write_lock = threading.Lock()  # one index-pack producer at a time
+        self.batcher = Batcher(self)
+        self.last_active = time.monotonic()
+        self.active = 0
+        self.counters = {"requests": 0, "batches": 0, "objects": 0, "bytes": 0, "errors": 0}
+        self.counter_lock = threading.Lock()
+
+    # -- work ---------------------------------------------------------------------------
+    def run_batch(self, oids: list[bytes]) -> dict[str, Any]:
+        from lazygit.maintenance import consolidate_if_needed
+
+        with self.write_lock:
+            stats = self.engine.fetch(oids)
+            consolidate_if_needed(self.repo, self.settings.maxPromisorPacks)
+            self.local.refresh()
+        with self.counter_lock:
+            self.counters["batches"] += 1
+            self.counters["objects"] += stats.objects
+            self.counters["bytes"] += stats.bytes
+        self.log(
+            f"batch: {len(oids)} wanted, {stats.objects} objects, {stats.bytes} bytes, "
+            f"{stats.requests} requests, {stats.rounds} rounds, {stats.seconds:.3f} s"
+        )
+        return {
+            "objects": stats.objects,
+            "bytes": stats.bytes,
+            "requests": stats.requests,
+            "seconds": round(stats.seconds, 4),
+        }
+
+    def fetch(self, hex_oids: list[str]) -> dict[str, Any]:
+        oids = _parse_oids(hex_oids)
+        t0 = time.monotonic()
+        deps = self.batcher.submit(oids)
+        deadline = t0 + self.settings.daemonTimeout
+        for batch in deps:
+            if not batch.done.wait(max(0.0, deadline - time.monotonic())):
+                raise DaemonError("timed out waiting for the server", "check the server")
+        errors = [b.error for b in deps if b.error]
+        if errors:
+            raise DaemonError(errors[0])
+        missing = self.local.missing(oids)
+        if missing:
+            raise DaemonError(f"object {missing[0].hex()} is not on the server")
+        reply: dict[str, Any] = {"objects": 0, "bytes": 0, "requests": 0}
+        for batch in deps:
+            for key in reply:
+                reply[key] += batch.stats.get(key, 0)
+        reply["seconds"] = round(time.monotonic() - t0, 4)
+        return reply
+
+    def update(self, hex_oids: list[str]) -> dict[str, Any]:
+        from lazygit.maintenance import consolidate_if_needed
+
+        tips = _parse_oids(hex_oids)
+        with self.write_lock:
+            stats = self.engine.update(tips)
+            consolidate_if_needed(self.repo, self.settings.maxPromisorPacks)
+            self.local.refresh()
+        missing = self.local.missing(tips)
+        if missing:
+            raise DaemonError(f"object {missing[0].hex()} is not on the server")
+        return {
+            "objects": stats.objects,
+            "bytes": stats.bytes,
+            "requests": stats.requests,
+            "seconds": round(stats.seconds, 4),
+        }
+
+    def list_refs(self) -> dict[str, Any]:
+        from lazygit.discovery import discover
+
+        remote = self.catalog.sources[0].remote
+        snapshot = discover(remote, connect_alternate=lambda url: remote)
+        return {
+            "refs": [[r.oid.hex(), r.name] for r in snapshot.refs]
+            + [[r.peeled.hex(), r.name + "^{}"] for r in snapshot.refs if r.peeled],
+            "head": snapshot.head_target,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        with self.counter_lock:
+            out: dict[str, Any] = dict(self.counters)
+        out.update(
+            cache_bytes=self.cache.size,
+            cache_hits=self.cache.hits,
+            cache_misses=self.cache.misses,
+            packs=len(self.catalog.packs),
+            pid=os.getpid(),
+        )
+        return out
+
+    def handle(self, message: dict[str, Any]) -> dict[str, Any]:
+        op = message.get("op")
+        with self.counter_lock:
+            self.counters["requests"] += 1
+        if op == "ping":
+            return {"pid": os.getpid(), "version": __version__}
+        if op == "fetch":
+            return self.fetch(message.get("oids") or [])
+        if op == "update":
+            return self.update(message.get("oids") or [])
+        if op == "list":
+            return self.list_refs()
+        if op == "stats":
+            return self.stats()
+        raise DaemonError(f"unknown request {str(op)[:40]!r}")
+
+    # -- logging ------------------------------------------------------------------------
+    def log(self, line: str) -> None:
+        print(
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{os.getpid()}] {line}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def log_exception(self) -> None:
+        self.log("unexpected error:\n" + traceback.format_exc())
+
+
+def _parse_oids(hex_oids: Any) -> list[bytes]:
+    if not isinstance(hex_oids, list):
+        raise DaemonError("malformed request: oids must be a list")
+    out = []
+    for h in hex_oids:
+        if not isinstance(h, str) or len(h) != 40:
+            raise DaemonError(f"malformed object id {str(h)[:50]!r}")
+        try:
+            out.append(bytes.fromhex(h))
+        except ValueError:
+            raise DaemonError(f"malformed object id {h[:50]!r}") from None
+    return out
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        daemon = self.server.daemon
+        creds = self.request.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
+        )
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        if uid != os.getuid():
+            daemon.log(f"refused a connection from uid {uid}")
+            return
+        daemon.active += 1
+        try:
+            line = self.rfile.readline(MAX_REQUEST + 1)
+            if len(line) > MAX_REQUEST:
+                reply: dict[str, Any] = {"ok": False, "error": "request too large"}
+            else:
+                try:
+                    message = json.loads(line)
+                    if not isinstance(message, dict):
+                        raise ValueError("not an object")
+                except ValueError:
+                    reply = {"ok": False, "error": "malformed request (not one line of JSON)"}
+                else:
+                    if message.get("op") == "stop":
+                        self._reply({"ok": True})
+                        self.server.stopping = True
+                        threading.Thread(target=self.server.shutdown, daemon=True).start()
+                        return
+                    try:
+                        reply = {"ok": True, **daemon.handle(message)}
+                    except LazyGitError as exc:
+                        reply = {"ok": False, "error": str(exc)}
+                        daemon.counters["errors"] += 1
+                    except Exception as exc:
+                        daemon.log_exception()
+                        reply = {
+                            "ok": False,
+                            "error": f"internal error in the lazygit daemon: "
+                            f"{exc!r} (see daemon.log)",
+                        }
+            self._reply(reply)
+        finally:
+            daemon.active -= 1
+            daemon.last_active = time.monotonic()
+
+    def _reply(self, reply: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):
+            self.wfile.write(json.dumps(reply).encode() + b"\n")
+
+
+class _Server(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+    daemon: Daemon
+    stopping = False
+
+
+def _idle_watch(server: _Server, daemon: Daemon) -> None:
+    while not server.stopping:
+        time.sleep(min(1.0, daemon.settings.daemonIdleSeconds / 4))
+        idle = time.monotonic() - daemon.last_active
+        if daemon.active == 0 and idle > daemon.settings.daemonIdleSeconds:
+            daemon.log(f"idle for {idle:.0f} s, exiting")
+            server.stopping = True
+            server.shutdown()
+            return
+
+
+def serve(git_dir: Path) -> int:
+    """Run the daemon for ``git_dir`` until idle; return 0 at once if one is running."""
+    state = git_dir / "lazygit"
+    state.mkdir(exist_ok=True)
+    lock = open(state / "daemon.lock", "a+")  # noqa: SIM115 - held for the daemon's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return 0  # another daemon runs (or is starting) for this repository
+    daemon = Daemon(git_dir)
+    path = socket_path(git_dir)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    server = _Server(str(path), _Handler)
+    server.daemon = daemon
+    os.chmod(path, 0o600)
+    info = state / "daemon.json"
+    tmp = state / f"daemon.json.{os.getpid()}"
+    tmp.write_text(json.dumps({"socket": str(path), "pid": os.getpid()}))
+    os.replace(tmp, info)
+    daemon.log(f"lazygit {__version__} daemon serving {git_dir} on {path}")
+    threading.Thread(target=_idle_watch, args=(server, daemon), daemon=True).start()
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        with contextlib.suppress(OSError):
+            if json.loads(info.read_text()).get("pid") == os.getpid():
+                info.unlink()
+        with contextlib.suppress(OSError):
+            path.unlink()
+        server.server_close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m lazygit.daemon GIT_COMMON_DIR", file=sys.stderr)
+        return 2
+    try:
+        return serve(Path(args[0]).resolve())
+    except LazyGitError as exc:
+        print(f"lazygit daemon: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

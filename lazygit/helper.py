@@ -1,0 +1,120 @@
+"""``git-remote-lazy``: the remote helper stock git runs for ``lazy::URL`` remotes.
+
+git starts a new helper for every batch of missing objects (and for ``git fetch``), so this
+module imports only the standard library and hands the real work to the repository's daemon
+(docs/protocol.md).  The dialogue with git is the one measured in
+shared/research/git-integration.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from lazygit import daemonclient
+from lazygit.errors import LazyGitError
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_oid(name: str) -> bool:
+    return len(name) == 40 and set(name) <= _HEX
+
+
+class RemoteHelper:
+    """One helper run: read git's commands on ``inp``, answer on ``out``."""
+
+    def __init__(self, inp: TextIO, out: TextIO, err: TextIO) -> None:
+        self.inp = inp
+        self.out = out
+        self.err = err
+        self.progress = False
+        self.from_promisor = False
+        self._git_dir: Path | None = None
+
+    @property
+    def git_dir(self) -> Path:
+        if self._git_dir is None:
+            self._git_dir = daemonclient.common_git_dir()
+        return self._git_dir
+
+    def _send(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    def run(self) -> int:
+        while True:
+            line = self.inp.readline()
+            if not line:
+                return 0
+            cmd = line.rstrip("\n")
+            if cmd == "":
+                return 0
+            if cmd == "capabilities":
+                self._send("fetch\noption\n\n")
+            elif cmd.startswith("option "):
+                self._send(self._option(cmd[7:]) + "\n")
+            elif cmd == "list" or cmd == "list for-fetch":
+                self._list()
+            elif cmd.startswith("list"):
+                raise LazyGitError("lazy:: remotes are read-only (push is not supported)")
+            elif cmd.startswith("fetch "):
+                self._fetch(cmd)
+            else:
+                raise LazyGitError(f"unsupported remote-helper command {cmd[:40]!r}")
+
+    def _option(self, text: str) -> str:
+        name, _, value = text.partition(" ")
+        if name == "progress":
+            self.progress = value == "true"
+        elif name == "from-promisor":
+            self.from_promisor = value in ("1", "true")
+        elif name not in ("verbosity", "filter", "check-connectivity", "cloning"):
+            return "unsupported"
+        return "ok"
+
+    def _list(self) -> None:
+        if self.from_promisor:
+            self._send("\n")  # a lazy fetch asks for objects by id: it needs no refs
+            return
+        reply = daemonclient.request(self.git_dir, {"op": "list"})
+        lines = [f"{oid} {name}\n" for oid, name in reply["refs"] if not name.endswith("^{}")]
+        if reply.get("head"):
+            lines.append(f"@{reply['head']} HEAD\n")
+        self._send("".join(lines) + "\n")
+
+    def _fetch(self, first: str) -> None:
+        wants: list[tuple[str, str]] = []
+        line = first
+        while line:
+            parts = line.split(" ", 2)
+            if len(parts) < 2 or parts[0] != "fetch" or not _is_oid(parts[1]):
+                raise LazyGitError(f"malformed fetch line from git: {line[:60]!r}")
+            wants.append((parts[1], parts[2] if len(parts) > 2 else parts[1]))
+            line = self.inp.readline().rstrip("\n")
+        oids = list(dict.fromkeys(oid for oid, _ in wants))
+        lazy = all(oid == name for oid, name in wants)
+        op = "fetch" if lazy else "update"
+        reply = daemonclient.request(self.git_dir, {"op": op, "oids": oids})
+        if self.progress:
+            self.err.write(daemonclient.describe(reply) + "\n")
+            self.err.flush()
+        self._send("\n")
+
+
+def main() -> int:
+    helper = RemoteHelper(sys.stdin, sys.stdout, sys.stderr)
+    try:
+        return helper.run()
+    except LazyGitError as exc:
+        sys.stderr.write(f"lazygit: error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Keeping the local object store tidy: lazy fetches must not leave thousands of tiny packs.
+
+Each batch adds one promisor pack.  Once there are more than ``lazygit.maxPromisorPacks``,
+the small ones are rewritten as one promisor pack (``git pack-objects`` piped into
+``git index-pack --promisor``, so hashes are checked again) and the originals removed, the way
+``git repack`` replaces packs.  The largest pack (the clone's commits and trees) is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import IO
+
+from lazygit.errors import GitCommandError
+from lazygit.gitcmd import first_error_line, popen_git
+from lazygit.localrepo import LocalRepo
+
+PACK_SUFFIXES = (".pack", ".idx", ".rev", ".bitmap", ".promisor")
+
+
+def promisor_packs(repo: LocalRepo) -> list[Path]:
+    """The .pack files of this repository that carry a .promisor marker."""
+    pack_dir = repo.objects_dir / "pack"
+    return sorted(
+        p.with_suffix(".pack")
+        for p in pack_dir.glob("pack-*.promisor")
+        if p.with_suffix(".pack").exists() and not p.with_suffix(".keep").exists()
+    )
+
+
+def consolidate_if_needed(repo: LocalRepo, max_packs: int) -> str | None:
+    """Merge the promisor packs when there are more than ``max_packs``; return the new name."""
+    packs = promisor_packs(repo)
+    if len(packs) <= max(max_packs, 1):
+        return None
+    return consolidate(repo, packs)
+
+
+def consolidate(repo: LocalRepo, packs: list[Path]) -> str | None:
+    """Rewrite all but the largest of ``packs`` into one promisor pack."""
+    from dulwich.object_format import SHA1
+    from dulwich.pack import load_pack_index
+
+    largest = max(packs, key=lambda p: p.stat().st_size)
+    victims = [p for p in packs if p != largest]
+    if len(victims) < 2:
+        return None
+    oids: dict[bytes, None] = {}
+    for pack in victims:
+        idx = load_pack_index(str(pack.with_suffix(".idx")), SHA1)
+        try:
+            for oid in idx:
+                oids[oid] = None
+        finally:
+            idx.close()
+    listing = b"".join(o + b"\n" if len(o) == 40 else o.hex().encode() + b"\n" for o in oids)
+
+    def write(out: IO[bytes]) -> None:
+        proc = popen_git(
+            ["pack-objects", "--stdout", "--delta-base-offset", "-q"],
+            cwd=repo.cwd,
+            env={"GIT_DIR": str(repo.git_dir)},
+            stdout=_fileno_or_pipe(out),
+        )
+        assert proc.stdin is not None and proc.stderr is not None
+        proc.stdin.write(listing)
+        proc.stdin.close()
+        err = proc.stderr.read()
+        if proc.wait() != 0:
+            raise GitCommandError(f"git pack-objects failed: {first_error_line(err)}")
+
+    name = repo.index_pack(write, promisor="lazygit")
+    for pack in victims:
+        if pack.stem == name:
+            continue
+        for suffix in PACK_SUFFIXES:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(pack.with_suffix(suffix))
+    return name
+
+
+def _fileno_or_pipe(out: IO[bytes]) -> int:
+    """index-pack's stdin as a file descriptor, so pack-objects writes straight into it."""
+    out.flush()
+    return out.fileno()

@@ -1,0 +1,584 @@
+"""The HTTP view of a dumb remote: small files, file sizes and validators, and byte ranges.
+
+One ``httpx.Client`` (HTTP/2 where the server offers it) is shared by a small thread pool:
+measured, threads over a sync client cost less per request than an ``AsyncClient``.  The
+request count, not the byte count, dominates on fast links, so ranges go out as multi-range
+requests where the server supports them (probed once per remote), and every ranged request
+carries ``If-Range`` so that a pack replaced on the server (a repack) is never stitched
+together from two versions.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import threading
+import urllib.parse
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+
+import httpx
+
+from lazygit.config import Settings
+from lazygit.errors import (
+    CorruptDataError,
+    HTTPStatusError,
+    PackChangedError,
+    RemoteError,
+)
+from lazygit.httpranges import iter_multipart, multipart_boundary, parse_content_range
+from lazygit.ranges import Extent, group_requests, range_header, split
+
+MAX_REDIRECTS = 5
+#: A ranged request cut by the transport (a reset keep-alive connection) is retried this often.
+TRANSPORT_RETRIES = 1
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A server file's size and validators, as seen when it was first looked at."""
+
+    path: str
+    size: int
+    etag: str | None
+    last_modified: str | None
+
+    @property
+    def validator(self) -> str | None:
+        """Strong ETag if any, else Last-Modified (for If-Range; weak ETags are not allowed)."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+
+class RangeMode(enum.Enum):
+    """How the server answers Range requests."""
+
+    MULTI = "multi"  # 206 multipart/byteranges for several ranges
+    SINGLE = "single"  # one range per request only
+    NONE = "none"  # Range ignored (200 with the whole file)
+
+
+class _Downgrade(Exception):
+    """A multi-range request was refused or half-answered; retry the ranges one by one."""
+
+
+def _redact(url: str) -> str:
+    """The URL without credentials, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _reason(exc: Exception) -> str:
+    """A short lower-case reason from an OS-level error text ('[Errno 111] Connection refused')."""
+    text = str(exc) or type(exc).__name__
+    text = " ".join(text.split())
+    if text.startswith("[Errno") and "]" in text:
+        text = text.split("]", 1)[1].strip()
+    return text[:1].lower() + text[1:]
+
+
+class DumbRemote:
+    """A repository published by a static HTTP server."""
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        if url.startswith("lazy::"):
+            url = url[len("lazy::") :]
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RemoteError(
+                f"not an http(s) URL: {_redact(url)}", fix="use http://host/path or https://..."
+            )
+        path = parts.path if parts.path.endswith("/") else parts.path + "/"
+        self.url: str = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._hostport = f"{parts.hostname}:{port}"
+        self.settings = settings
+        self.bytes_read: int = 0
+        self.requests: int = 0
+        self._lock = threading.Lock()
+        self._progress_lock = threading.Lock()
+        self._mode: RangeMode | None = None
+        self._mode_lock = threading.Lock()
+        self._workers = max(1, int(settings.connections))
+        self._pool: ThreadPoolExecutor | None = None
+        timeout = httpx.Timeout(
+            connect=settings.connectTimeout,
+            read=settings.readTimeout,
+            write=settings.readTimeout,
+            pool=None,
+        )
+        self._client = httpx.Client(
+            http2=True,
+            timeout=timeout,
+            follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
+            limits=httpx.Limits(
+                max_connections=self._workers + 2, max_keepalive_connections=self._workers + 2
+            ),
+            # Compressed bodies would break byte ranges and the byte accounting.
+            headers={"Accept-Encoding": "identity", "User-Agent": "lazygit"},
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the worker threads and close the connections."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._client.close()
+
+    def __enter__(self) -> DumbRemote:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _file_url(self, path: str) -> str:
+        return self.url + urllib.parse.quote(path.lstrip("/"), safe="/~@+=,:")
+
+    def _count(self, requests: int = 0, nbytes: int = 0) -> None:
+        with self._lock:
+            self.requests += requests
+            self.bytes_read += nbytes
+
+    @contextmanager
+    def _request(
+        self, method: str, path: str, headers: dict[str, str] | None = None
+    ) -> Iterator[httpx.Response]:
+        """A streamed response, with transport failures turned into one-line RemoteErrors."""
+        url = self._file_url(path)
+        self._count(requests=1)
+        try:
+            with self._client.stream(method, url, headers=headers) as resp:
+                self._count(requests=len(resp.history))
+                yield resp
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, url) from None
+
+    def _transport_error(self, exc: Exception, url: str) -> RemoteError:
+        fix = "check the URL and that the server is running"
+        if isinstance(exc, httpx.TooManyRedirects):
+            return RemoteError(
+                f"{_redact(url)}: more than {MAX_REDIRECTS} redirects",
+                fix="check the URL and the server's redirect rules",
+            )
+        if isinstance(exc, httpx.ConnectTimeout):
+            reason = f"no connection within {self.settings.connectTimeout:g} s"
+        elif isinstance(exc, httpx.ReadTimeout):
+            reason = f"no data for {self.settings.readTimeout:g} s"
+            fix = "the server or network is slow; raise lazygit.readTimeout"
+        elif isinstance(exc, httpx.TimeoutException):
+            reason = "timed out"
+        elif isinstance(exc, httpx.UnsupportedProtocol):
+            return RemoteError(f"{_redact(url)}: {_reason(exc)}", fix="use an http(s) URL")
+        elif isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+            err = RemoteError(
+                f"connection to {self._hostport} lost: {_reason(exc)}", fix="run the command again"
+            )
+            err.retryable = True  # type: ignore[attr-defined]
+            return err
+        else:
+            reason = _reason(exc)
+        return RemoteError(f"cannot reach {self._hostport}: {reason}", fix=fix)
+
+    def _status_error(self, resp: httpx.Response) -> HTTPStatusError:
+        url = _redact(str(resp.url))
+        status = resp.status_code
+        if status in (401, 403):
+            fix = (
+                "the server refused access; put credentials in the URL "
+                "(https://user:token@host/path) or check the server's permissions"
+            )
+        elif status in (404, 410):
+            fix = "check the URL; the file is not published (or was removed by a repack)"
+        elif status >= 500:
+            fix = "the server failed; try again later"
+        else:
+            fix = None
+        return HTTPStatusError(url, status, fix)
+
+    def _chunks(
+        self,
+        resp: httpx.Response,
+        on_bytes: Callable[[int], None] | None = None,
+        chunk_size: int | None = None,
+    ) -> Iterator[bytes]:
+        """The raw body, counted."""
+        for chunk in resp.iter_raw(chunk_size):
+            self._count(nbytes=len(chunk))
+            if on_bytes is not None and chunk:
+                with self._progress_lock:
+                    on_bytes(len(chunk))
+            yield chunk
+
+    def _check_same(self, info: FileInfo, resp: httpx.Response, *, whole: bool) -> None:
+        """PackChangedError if the response's validators show another version of the file."""
+        etag = resp.headers.get("etag")
+        modified = resp.headers.get("last-modified")
+        changed = (etag is not None and info.etag is not None and etag != info.etag) or (
+            modified is not None
+            and info.last_modified is not None
+            and modified != info.last_modified
+        )
+        if whole and not changed:
+            length = resp.headers.get("content-length")
+            changed = length is not None and length.isdigit() and int(length) != info.size
+        if changed:
+            raise self._changed(info)
+
+    @staticmethod
+    def _changed(info: FileInfo) -> PackChangedError:
+        return PackChangedError(
+            f"{info.path} changed on the server during the transfer (repacked?); "
+            "run the command again"
+        )
+
+    # -- small files and metadata ----------------------------------------------------------
+
+    def get_bytes(self, path: str, *, missing_ok: bool = False) -> bytes | None:
+        """GET a small file. 404/410 -> None if missing_ok else HTTPStatusError.
+        Connection problems -> RemoteError('cannot reach <host>: <reason>')."""
+        with self._request("GET", path) as resp:
+            if resp.status_code in (404, 410) and missing_ok:
+                return None
+            if resp.status_code != 200:
+                raise self._status_error(resp)
+            return b"".join(self._chunks(resp))
+
+    def stat(self, path: str) -> FileInfo:
+        """HEAD (falls back to GET Range 0-0); size and validators."""
+        with self._request("HEAD", path) as resp:
+            status = resp.status_code
+            length = resp.headers.get("content-length")
+            if status == 200 and length is not None and length.isdigit():
+                return FileInfo(
+                    path, int(length), resp.headers.get("etag"), resp.headers.get("last-modified")
+                )
+            if status not in (200, 405, 501):
+                raise self._status_error(resp)
+        with self._request("GET", path, {"Range": "bytes=0-0"}) as resp:
+            status = resp.status_code
+            etag, modified = resp.headers.get("etag"), resp.headers.get("last-modified")
+            crange = resp.headers.get("content-range", "")
+            if status == 206:
+                total = parse_content_range(crange)[2]
+                if total is None:
+                    raise RemoteError(f"{_redact(str(resp.url))}: the server hides the size")
+                for _ in self._chunks(resp):
+                    pass
+                return FileInfo(path, total, etag, modified)
+            if status == 416 and crange.startswith("bytes */") and crange[8:].isdigit():
+                return FileInfo(path, int(crange[8:]), etag, modified)
+            if status == 200:
+                length = resp.headers.get("content-length")
+                if length is not None and length.isdigit():
+                    return FileInfo(path, int(length), etag, modified)
+                raise RemoteError(f"{_redact(str(resp.url))}: the server hides the size")
+            raise self._status_error(resp)
+
+    # -- range mode ------------------------------------------------------------------------
+
+    def range_mode(self, info: FileInfo) -> RangeMode:
+        """Probe once per remote (cached): a 2-range request on this file."""
+        with self._mode_lock:
+            if self._mode is not None:
+                return self._mode
+            if info.size == 0:
+                return RangeMode.NONE  # nothing to learn from an empty file; not cached
+            self._mode = self._probe(info)
+            return self._mode
+
+    def _probe(self, info: FileInfo) -> RangeMode:
+        if info.size >= 3:
+            with self._request("GET", info.path, {"Range": "bytes=0-0,2-2"}) as resp:
+                status = resp.status_code
+                if status == 206:
+                    boundary = multipart_boundary(resp.headers.get("content-type", ""))
+                    if boundary is None:
+                        return RangeMode.SINGLE
+                    try:
+                        got = {s: d for s, _e, d in iter_multipart(self._chunks(resp), boundary)}
+                    except CorruptDataError:
+                        return RangeMode.SINGLE
+                    # A server that merged 0-0,2-2 into 0-2 still answered multipart: fine.
+                    return RangeMode.MULTI if 0 in got else RangeMode.SINGLE
+                # 200: the server ignores Range, or only multi-range (nginx max_ranges 1,
+                # some CDNs); leaving the block drops the unread body.  Try one range.
+                if status not in (200, 400, 416):
+                    raise self._status_error(resp)
+        with self._request("GET", info.path, {"Range": "bytes=0-0"}) as resp:
+            if resp.status_code == 206:
+                for _ in self._chunks(resp):
+                    pass
+                return RangeMode.SINGLE
+            if resp.status_code in (200, 400, 416):
+                return RangeMode.NONE
+            raise self._status_error(resp)
+
+    def _downgrade(self) -> None:
+        with self._mode_lock:
+            if self._mode is RangeMode.MULTI:
+                self._mode = RangeMode.SINGLE
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def iter_file(self, info: FileInfo, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """Stream a whole file (validated against info)."""
+        yield from self._iter_file(info, chunk_size, None)
+
+    def _iter_file(
+        self, info: FileInfo, chunk_size: int, on_bytes: Callable[[int], None] | None
+    ) -> Iterator[bytes]:
+        with self._request("GET", info.path) as resp:
+            if resp.status_code != 200:
+                raise self._status_error(resp)
+            self._check_same(info, resp, whole=True)
+            got = 0
+            for chunk in self._chunks(resp, on_bytes, chunk_size):
+                got += len(chunk)
+                if got > info.size:
+                    raise self._changed(info)
+                yield chunk
+            if got != info.size:
+                raise CorruptDataError(
+                    f"{info.path}: the server sent {got} of {info.size} bytes",
+                    fix="run the command again",
+                )
+
+    def read_extents(
+        self,
+        info: FileInfo,
+        extents: Sequence[Extent],
+        *,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> Iterator[tuple[Extent, bytes]]:
+        """Yield (extent, bytes) for every given extent (sorted, disjoint) in ascending order.
+        Groups them into requests by range mode and settings, runs up to settings.connections
+        requests concurrently with bounded look-ahead (memory bounded), sends If-Range with the
+        validator, checks every 206 (Content-Range within the file, total == info.size, ETag
+        unchanged). 200 to a ranged request: Range ignored (slice the streamed body) unless the
+        validator changed -> PackChangedError. 416/400 to a multi-range: downgrade to SINGLE and
+        retry. on_bytes is called with each received byte count (progress; from worker threads,
+        one call at a time)."""
+        wanted = list(extents)
+        prev_end = 0
+        for e in wanted:
+            if e.start < prev_end or e.end > info.size:
+                raise ValueError(f"extents must be sorted, disjoint and inside {info.path}")
+            prev_end = e.end
+        if not wanted:
+            return
+        if self.range_mode(info) is RangeMode.NONE:
+            yield from self._slice_stream(info, wanted, self._iter_file(info, 1 << 16, on_bytes))
+            return
+        yield from self._read_ranged(info, wanted, on_bytes)
+
+    @staticmethod
+    def _slice_stream(
+        info: FileInfo, wanted: Sequence[Extent], chunks: Iterator[bytes]
+    ) -> Iterator[tuple[Extent, bytes]]:
+        """Cut sorted extents out of a whole-file stream, holding one extent at a time."""
+        pos = 0  # file offset of chunks[0]
+        pending = bytearray()  # bytes of the current extent collected so far
+        it = iter(wanted)
+        cur = next(it, None)
+        while cur is not None and cur.length == 0:
+            yield cur, b""
+            cur = next(it, None)
+        try:
+            for chunk in chunks:
+                view = memoryview(chunk)
+                cpos = pos
+                pos += len(chunk)
+                while cur is not None:
+                    lo = max(cur.start + len(pending), cpos)
+                    hi = min(cur.end, pos)
+                    if lo >= pos:
+                        break
+                    if hi > lo:
+                        pending += view[lo - cpos : hi - cpos]
+                    if cur.start + len(pending) < cur.end:
+                        break
+                    yield cur, bytes(pending)
+                    pending = bytearray()
+                    cur = next(it, None)
+                if cur is None:
+                    return
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        if cur is not None:
+            raise CorruptDataError(f"{info.path}: the server sent fewer bytes than needed")
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="lazygit-http")
+            return self._pool
+
+    def _read_ranged(
+        self, info: FileInfo, wanted: list[Extent], on_bytes: Callable[[int], None] | None
+    ) -> Iterator[tuple[Extent, bytes]]:
+        pieces = split([e for e in wanted if e.length], max(1, int(self.settings.maxRangeBytes)))
+        pool = self._executor()
+        window = 2 * self._workers
+        inflight: deque[Future[dict[Extent, bytes]]] = deque()
+        next_piece = 0
+
+        def submit_next() -> bool:
+            nonlocal next_piece
+            if next_piece >= len(pieces):
+                return False
+            multi = self._mode is RangeMode.MULTI
+            max_ranges = int(self.settings.rangesPerRequest) if multi else 1
+            head = pieces[next_piece : next_piece + max(1, max_ranges)]
+            group = group_requests(
+                head, max_ranges=max_ranges, max_bytes=int(self.settings.maxRangeBytes)
+            )[0]
+            next_piece += len(group)
+            inflight.append(pool.submit(self._fetch_group, info, group, on_bytes))
+            return True
+
+        got: dict[Extent, bytes] = {}
+        try:
+            while len(inflight) < window and submit_next():
+                pass
+            piece_i = 0
+            for e in wanted:
+                if e.length == 0:
+                    yield e, b""
+                    continue
+                parts: list[bytes] = []
+                covered = e.start
+                while covered < e.end:
+                    piece = pieces[piece_i]
+                    while piece not in got:
+                        got.update(inflight.popleft().result())
+                        submit_next()
+                    parts.append(got.pop(piece))
+                    covered = piece.end
+                    piece_i += 1
+                yield e, parts[0] if len(parts) == 1 else b"".join(parts)
+        finally:
+            for fut in inflight:
+                fut.cancel()
+
+    def _fetch_group(
+        self, info: FileInfo, group: list[Extent], on_bytes: Callable[[int], None] | None
+    ) -> dict[Extent, bytes]:
+        """Bytes of every extent of one request group; retries one by one on a downgrade."""
+        if len(group) > 1:
+            try:
+                return self._fetch_retrying(info, group, on_bytes)
+            except _Downgrade:
+                self._downgrade()
+        out: dict[Extent, bytes] = {}
+        for e in group:
+            try:
+                out.update(self._fetch_retrying(info, [e], on_bytes))
+            except _Downgrade:
+                raise RemoteError(
+                    f"{_redact(self._file_url(info.path))}: the server refused a single range",
+                    fix="the server must support HTTP Range requests",
+                ) from None
+        return out
+
+    def _fetch_retrying(
+        self, info: FileInfo, group: list[Extent], on_bytes: Callable[[int], None] | None
+    ) -> dict[Extent, bytes]:
+        """``_fetch``, repeated when the connection broke (ranged GETs are idempotent)."""
+        attempt = 0
+        while True:
+            try:
+                return self._fetch(info, group, on_bytes)
+            except RemoteError as exc:
+                attempt += 1
+                if not getattr(exc, "retryable", False) or attempt > TRANSPORT_RETRIES:
+                    raise
+
+    def _fetch(
+        self, info: FileInfo, group: list[Extent], on_bytes: Callable[[int], None] | None
+    ) -> dict[Extent, bytes]:
+        """One ranged request for the group (sorted, disjoint)."""
+        headers = {"Range": range_header(group)}
+        if info.validator:
+            headers["If-Range"] = info.validator
+        with self._request("GET", info.path, headers) as resp:
+            status = resp.status_code
+            if status == 200:
+                self._check_same(info, resp, whole=True)
+                if len(group) > 1:
+                    # Too many ranges for this server (Starlette > 100): do not read the file.
+                    raise _Downgrade
+                with self._mode_lock:
+                    self._mode = RangeMode.NONE  # for later calls; this one slices the body
+                chunks = self._chunks(resp, on_bytes)
+                return dict(self._slice_stream(info, group, chunks))
+            if status in (400, 416):
+                if status == 416 and len(group) == 1:
+                    crange = resp.headers.get("content-range", "")
+                    if crange.startswith("bytes */") and crange[8:] != str(info.size):
+                        raise self._changed(info)
+                raise _Downgrade
+            if status != 206:
+                raise self._status_error(resp)
+            etag = resp.headers.get("etag")
+            if etag is not None and info.etag is not None and etag != info.etag:
+                raise self._changed(info)
+            boundary = multipart_boundary(resp.headers.get("content-type", ""))
+            chunks = self._chunks(resp, on_bytes)
+            if boundary is not None:
+                received = list(iter_multipart(chunks, boundary))
+            else:
+                start, end, total = parse_content_range(resp.headers.get("content-range", ""))
+                if total is not None and total != info.size:
+                    raise self._changed(info)
+                received = [(start, end, b"".join(chunks))]
+        return self._assemble(info, group, received)
+
+    def _assemble(
+        self, info: FileInfo, group: list[Extent], received: list[tuple[int, int, bytes]]
+    ) -> dict[Extent, bytes]:
+        """Map the parts (any order, possibly merged by the server) back to the extents."""
+        received.sort(key=lambda p: p[0])
+        starts = [p[0] for p in received]
+        for start, end, data in received:
+            if len(data) != end - start or end > info.size:
+                raise CorruptDataError(f"{info.path}: a range from the server has a bad length")
+        out: dict[Extent, bytes] = {}
+        missing = False
+        for e in group:
+            pos = e.start
+            pieces: list[bytes] = []
+            while pos < e.end:
+                j = bisect.bisect_right(starts, pos) - 1
+                if j < 0 or received[j][1] <= pos:
+                    missing = True
+                    break
+                start, end, data = received[j]
+                take_end = min(end, e.end)
+                pieces.append(data[pos - start : take_end - start])
+                pos = take_end
+            if pos >= e.end:
+                out[e] = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if missing:
+            if len(group) > 1:
+                raise _Downgrade  # answered only some ranges: ask one by one
+            raise CorruptDataError(f"{info.path}: the server sent a different range than asked")
+        return out

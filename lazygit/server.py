@@ -1,0 +1,211 @@
+"""Embedded static HTTP server for bare repositories (Starlette + uvicorn).
+
+It exists so that `lazygit serve` and the tests can publish repositories without nginx,
+while still behaving like a good static host: GET/HEAD, single and multi-range 206,
+keep-alive, strong ETags, Last-Modified and If-Range. Only this module (imported by the
+`serve` command and the tests) pulls in Starlette and uvicorn; `import lazygit` does not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import socket
+import threading
+from pathlib import Path
+from types import TracebackType
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import NotModifiedResponse, StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["MAX_RANGES", "BackgroundServer", "cache_control_for", "make_app", "serve"]
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+NO_CACHE = "no-cache"
+
+# Content-addressed files never change under their name: packs (named by their checksum),
+# their indexes, and loose objects. Everything else (refs, info/*, HEAD, bitmaps that can
+# be regenerated for the same pack) must be revalidated on every use.
+_IMMUTABLE_RE = re.compile(
+    r"(?:^|/)objects/(?:pack/pack-[0-9a-f]{40,64}\.(?:pack|idx|rev)|[0-9a-f]{2}/[0-9a-f]{38,62})$"
+)
+
+
+#: Ranges accepted in one request; beyond this the whole file is sent (200). Starlette's
+#: default is 100; nginx manages about 400 before its 8 KiB header buffer overflows.
+MAX_RANGES = 1000
+
+
+class _RepoFileResponse(FileResponse):
+    """FileResponse accepting more ranges per request than Starlette's default 100."""
+
+    max_ranges = MAX_RANGES
+
+
+def cache_control_for(path: str) -> str:
+    """Cache-Control for a served path (relative to the root, '/' separated)."""
+    return IMMUTABLE if _IMMUTABLE_RE.search(path) else NO_CACHE
+
+
+def _etag(st: os.stat_result) -> str:
+    """Strong ETag that changes when a file is replaced, even with the same size and mtime."""
+    base = f"{st.st_dev}-{st.st_ino}-{st.st_mtime_ns}-{st.st_size}"
+    return '"' + hashlib.sha1(base.encode(), usedforsecurity=False).hexdigest()[:24] + '"'
+
+
+class _RepoFiles(StaticFiles):
+    """StaticFiles without listings, with per-path Cache-Control and inode-aware ETags.
+
+    Starlette's FileResponse already does Range (single, and up to MAX_RANGES ranges as
+    sorted, merged multipart/byteranges; more gives 200), 416 with `Content-Range: bytes */N`,
+    If-Range (exact strong ETag or Last-Modified, else 200 with the whole file) and HEAD.
+    StaticFiles rejects paths that resolve outside the directory (also via symlinks).
+    """
+
+    def file_response(
+        self,
+        full_path: os.PathLike[str] | str,
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        rel = os.path.relpath(os.fspath(full_path), os.path.realpath(str(self.directory)))
+        headers = {
+            # FileResponse only sets these if absent, so ours win.
+            "etag": _etag(stat_result),
+            "cache-control": cache_control_for(rel.replace(os.sep, "/")),
+        }
+        response = _RepoFileResponse(
+            full_path, status_code=status_code, stat_result=stat_result, headers=headers
+        )
+        if self.is_not_modified(response.headers, Headers(scope=scope)):
+            return NotModifiedResponse(response.headers)
+        return response
+
+
+class _Counter:
+    """ASGI middleware counting requests and response body bytes (for tests and stats)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.bytes_sent = 0
+        self.requests = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.requests += 1
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                self.bytes_sent += len(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+
+def make_app(root: Path) -> Starlette:
+    """A Starlette app serving every file under `root` (all bare repositories in it)."""
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise NotADirectoryError(f"not a directory: {root}")
+    return Starlette(routes=[Mount("/", app=_RepoFiles(directory=root, html=False))])
+
+
+class BackgroundServer:
+    """uvicorn serving `root` on 127.0.0.1 in a background thread (tests, benchmarks)."""
+
+    def __init__(self, root: Path, port: int = 0) -> None:
+        self.root = Path(root)
+        self._counter = _Counter(make_app(self.root))
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", port))
+        self._sock.listen(128)
+        self.port: int = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/"
+        config = uvicorn.Config(
+            self._counter,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=60,
+            timeout_graceful_shutdown=5,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def bytes_sent(self) -> int:
+        """Response body bytes sent so far (all requests)."""
+        return self._counter.bytes_sent
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests received so far."""
+        return self._counter.requests
+
+    def reset_counters(self) -> None:
+        """Zero bytes_sent and requests (between measurements)."""
+        self._counter.bytes_sent = 0
+        self._counter.requests = 0
+
+    def start(self) -> BackgroundServer:
+        """Start serving; returns once the server accepts connections."""
+        if self._thread is not None:
+            return self
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("embedded HTTP server failed to start")
+            self._thread.join(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread to finish."""
+        if self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(10)
+            self._thread = None
+        self._sock.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve(root: Path, host: str, port: int, quiet: bool) -> None:
+    """Serve `root` in the foreground until Ctrl-C (the `lazygit serve` command)."""
+    app = make_app(Path(root))
+    if not quiet:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"Serving {Path(root).resolve()} at http://{shown}:{port}/ (Ctrl-C to stop)")
+    # uvicorn re-raises the captured SIGINT after a graceful shutdown; that is a clean exit.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning" if quiet else "info",
+            access_log=not quiet,
+            lifespan="off",
+            timeout_keep_alive=60,
+        )
