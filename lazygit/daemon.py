@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
 import socket
 import socketserver
 import struct
@@ -369,6 +370,12 @@ def serve(git_dir: Path) -> int:
     os.replace(tmp, info)
     daemon.log(f"lazygit {__version__} daemon serving {git_dir} on {path}")
     threading.Thread(target=_idle_watch, args=(server, daemon), daemon=True).start()
+
+    def _terminate(signum: int, frame: object) -> None:
+        server.stopping = True
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         server.serve_forever(poll_interval=0.5)
     finally:

@@ -7,9 +7,15 @@ Tests put bare repositories into `server_root` (use a unique name per test modul
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,6 +33,8 @@ if str(REPO) not in sys.path:
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import EmbeddedServer, Nginx, PythonHttpServer, ensure_nginx  # noqa: E402
+
+from lazygit.sample import LARGE, SMALL, SampleInfo, SampleSpec, make_server_repo  # noqa: E402
 
 # ---------------------------------------------------------------------------------------
 # Skipped tests fail the run: a skip hides a missing dependency or a broken fixture.
@@ -112,3 +120,67 @@ def embedded(server_root: Path) -> Iterator[EmbeddedServer]:
     """lazygit's own embedded server (Starlette + uvicorn) on server_root."""
     with EmbeddedServer(server_root) as server:
         yield server
+
+
+# ---------------------------------------------------------------------------------------
+# Sample repositories (session-wide) and their full clones for comparison.
+
+
+@dataclass
+class Published:
+    """A sample repository on the servers plus an ordinary full clone of it."""
+
+    info: SampleInfo
+    name: str  # path below server_root, e.g. "large.git"
+    full: Path  # a full (non-lazy) clone, for comparisons
+
+
+def _publish(server_root: Path, tmp: Path, name: str, spec: SampleSpec) -> Published:
+    info = make_server_repo(server_root / name, spec)
+    full = tmp / "full"
+    subprocess.run(
+        ["git", "clone", "-q", "--no-local", str(info.path), str(full)],
+        check=True,
+        env={**os.environ, "GIT_NO_LAZY_FETCH": "1"},
+    )
+    return Published(info, name, full)
+
+
+@pytest.fixture(scope="session")
+def large(server_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Published:
+    """LARGE (>= 5,000 commits, >= 50,000 objects): gc'd pack + bitmap, pushed pack, loose."""
+    return _publish(server_root, tmp_path_factory.mktemp("large"), "large.git", LARGE)
+
+
+@pytest.fixture(scope="session")
+def small(server_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Published:
+    """SMALL (400 commits, 1,200 files), same three layouts."""
+    return _publish(server_root, tmp_path_factory.mktemp("small"), "small.git", SMALL)
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Path]]:
+    """Git dirs whose daemons a test started; they are stopped after the test."""
+    started: list[Path] = []
+    yield started
+    for git_dir in started:
+        stop_daemon(git_dir)
+
+
+def stop_daemon(git_dir: Path) -> None:
+    """Stop the daemon of ``git_dir`` if one runs (and wait until it has exited)."""
+    info = git_dir / "lazygit" / "daemon.json"
+    try:
+        pid = json.loads(info.read_text())["pid"]
+    except (OSError, ValueError, KeyError):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    for _ in range(200):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
