@@ -109,7 +109,8 @@ def _clone(
         snapshot = discover(remote, connect_alternate=connect)
         branch, head_oid = _choose_head(snapshot, opts.branch)
         repo = LocalRepo.init(dest, initial_branch=branch)
-        repo.configure_partial_clone(url, opts.remote_name)
+        given = opts.url[len("lazy::") :] if opts.url.startswith("lazy::") else opts.url
+        repo.configure_partial_clone(given, opts.remote_name)
         catalog = Catalog(snapshot.sources, repo.state_dir)
         n_packs = sum(len(s.packs) for s in snapshot.sources)
         task = progress.task("pack indexes", total=n_packs)

@@ -30,8 +30,9 @@ class Settings:
     rangesPerRequest: int = 100
     #: Concurrent HTTP connections to the server.
     connections: int = 4
-    #: A server pack without a bitmap up to this size is read whole without a warning.
-    smallPackBytes: int = 32 * MiB
+    #: A server pack without a bitmap up to this size is read whole; a larger one gets a
+    #: header scan (its entries' first bytes) to find its commits and trees.
+    smallPackBytes: int = 256 * KiB
     #: Seconds to wait for a TCP connection to the server.
     connectTimeout: float = 10.0
     #: Seconds to wait for bytes from the server once connected.

@@ -22,7 +22,17 @@ from lazygit.config import Settings
 from lazygit.errors import CorruptDataError, RemoteError
 from lazygit.localrepo import LocalObjects, LocalRepo
 from lazygit.loose import LooseObject, fetch_loose, walk_loose_metadata
-from lazygit.packwriter import OFS_DELTA, REF_DELTA, PackWriter, parse_entry_header
+from lazygit.packmeta import PackTypes
+from lazygit.packwriter import (
+    OBJ_BLOB,
+    OBJ_COMMIT,
+    OBJ_TAG,
+    OBJ_TREE,
+    OFS_DELTA,
+    REF_DELTA,
+    PackWriter,
+    parse_entry_header,
+)
 from lazygit.progress import QUIET, Progress
 from lazygit.ranges import Extent, coalesce
 
@@ -105,6 +115,112 @@ def read_whole_pack(
     return FetchStats(objects=len(h.pack), bytes=h.info.size, requests=1, packs=[name])
 
 
+#: A pack without a bitmap larger than this gets a warning naming the server-side fix.
+WARN_NO_BITMAP_BYTES = 16 * 1024 * 1024
+#: A header scan reads this much of each entry: type, size and delta base always fit.
+HEADER_BYTES = 32
+#: Entries up to this size are read whole by a header scan (most trees and commits are).
+WHOLE_ENTRY_BYTES = 256
+
+_Spooled = dict[tuple[str, int], tuple[int, int]]
+
+
+def scan_types(
+    h: PackHandle,
+    catalog: Catalog,
+    settings: Settings,
+    spool: IO[bytes],
+    kept: _Spooled,
+    progress: Progress = QUIET,
+) -> PackTypes:
+    """Learn the object types of a pack without a bitmap by reading its entry headers.
+
+    Each entry's first bytes give its type or its delta base; small entries are read whole
+    (and kept in ``spool``) since most commits and trees are small.  This reads a fraction of
+    a pack that is mostly blobs, where reading it whole would read every blob.
+    """
+    pack = h.pack
+    n = len(pack)
+    wants = []
+    for pos in range(n):
+        e = pack.extent_at(pack.offset_at_position(pos))
+        wants.append(
+            e if e.length <= WHOLE_ENTRY_BYTES else Extent(e.start, e.start + HEADER_BYTES)
+        )
+    merged = coalesce(wants, min_gap=settings.rangeGap, overhead=settings.rangeOverhead)
+    task = progress.task("pack headers", total=sum(e.length for e in merged))
+    kinds: list[int | tuple[str, object]] = [0] * n
+    pos = 0
+    for ext, data in h.source.remote.read_extents(h.info, merged, on_bytes=task.advance):
+        while pos < n and wants[pos].start < ext.end:
+            want = wants[pos]
+            raw = _slice(ext, data, want)
+            header = parse_entry_header(raw)
+            if header.type == OFS_DELTA:
+                assert header.base_distance is not None
+                kinds[pos] = ("pos", pack.position_of_offset(want.start - header.base_distance))
+            elif header.type == REF_DELTA:
+                kinds[pos] = ("oid", header.base_oid)
+            else:
+                kinds[pos] = header.type
+            if want.length <= WHOLE_ENTRY_BYTES and want == pack.extent_at(want.start):
+                kept[(h.name, want.start)] = (spool.tell(), len(raw))
+                spool.write(raw)
+            pos += 1
+    task.done()
+    types = _resolve_types(h, catalog, kinds)
+    runs: dict[int, list[tuple[int, int]]] = {
+        t: [] for t in (OBJ_COMMIT, OBJ_TREE, OBJ_BLOB, OBJ_TAG)
+    }
+    for p, t in enumerate(types):
+        r = runs[t]
+        if r and r[-1][1] == p:
+            r[-1] = (r[-1][0], p + 1)
+        else:
+            r.append((p, p + 1))
+    return PackTypes(runs[OBJ_COMMIT], runs[OBJ_TREE], runs[OBJ_BLOB], runs[OBJ_TAG])
+
+
+def _resolve_types(
+    h: PackHandle, catalog: Catalog, kinds: list[int | tuple[str, object]]
+) -> list[int]:
+    """Follow delta bases to a whole object's type (deltas never cross types)."""
+    types = [k if isinstance(k, int) else 0 for k in kinds]
+    for start in range(len(kinds)):
+        chain = []
+        p: int | None = start
+        t = 0
+        while p is not None and not types[p]:
+            if p in chain:
+                raise CorruptDataError(f"{h.name}: delta cycle at position {p}")
+            chain.append(p)
+            kind = kinds[p]
+            assert isinstance(kind, tuple)
+            if kind[0] == "pos":
+                p = kind[1]  # type: ignore[assignment]
+                continue
+            oid = kind[1]
+            assert isinstance(oid, bytes)
+            off = h.pack.offset_of(oid)
+            if off is not None:
+                p = h.pack.position_of_offset(off)
+                continue
+            loc = catalog.locate(oid)
+            if loc is None or loc[0].pack.types is None:
+                raise CorruptDataError(
+                    f"{h.name}: cannot tell the type of delta base {oid.hex()}",
+                    "run `git repack -a -d -b && git update-server-info` on the server",
+                )
+            other = loc[0].pack
+            t = other.type_at_position(other.position_of_offset(loc[1]))
+            p = None
+        if p is not None:
+            t = types[p]
+        for q in chain:
+            types[q] = t
+    return types
+
+
 def fetch_metadata(
     catalog: Catalog,
     repo: LocalRepo,
@@ -114,55 +230,77 @@ def fetch_metadata(
 ) -> FetchStats:
     """Copy every commit, tree and tag the server has (reachable from ``roots`` when loose).
 
-    Packs with a bitmap give their commit/tree/tag entries by byte range; packs without one are
-    read whole (the only way to learn their types) with a warning when they are large.
+    Packs with a bitmap give their commit/tree/tag entries by byte range.  A small pack
+    without one is read whole; a larger one gets a header scan first (with a warning naming
+    the server-side fix).  Everything goes into one promisor pack, streamed to index-pack.
     """
     meter = _Meter(catalog)
     packs: list[str] = []
-    whole = [h for h in catalog.packs if not h.has_bitmap]
+    whole = [
+        h for h in catalog.packs if h.pack.types is None and h.info.size <= settings.smallPackBytes
+    ]
     for h in whole:
         packs += read_whole_pack(h, repo, settings, progress).packs
-
-    with_bitmap = [h for h in catalog.packs if h.has_bitmap]
-    loose = walk_loose_metadata(
-        roots, catalog.is_packed, catalog.sources, workers=settings.connections
-    )
-    plans = []
-    count = len(loose)
-    for h in with_bitmap:
-        types = h.pack.types
-        assert types is not None
-        count += sum(b - a for a, b in (*types.commits, *types.trees, *types.tags))
-        wanted = h.pack.metadata_extents()
-        plans.append(
-            (
-                h,
-                wanted,
-                coalesce(wanted, min_gap=settings.rangeGap, overhead=settings.rangeOverhead),
-            )
+    tmp_dir = repo.state_dir / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=tmp_dir, prefix="spool-") as spool:
+        kept: _Spooled = {}
+        for h in catalog.packs:
+            if h.pack.types is None and h not in whole:
+                if h.info.size > WARN_NO_BITMAP_BYTES:
+                    progress.log(
+                        f"warning: {h.name} on the server has no bitmap; scanning the headers of "
+                        f"its {len(h.pack)} objects (fix on the server: `git repack -a -d -b && "
+                        "git update-server-info`, or `lazygit prepare`)"
+                    )
+                h.pack.types = scan_types(h, catalog, settings, spool, kept, progress)
+        loose = walk_loose_metadata(
+            roots, catalog.is_packed, catalog.sources, workers=settings.connections
         )
-    total = sum(e.length for _, _, merged in plans for e in merged)
-    task = progress.task("commits and trees", total=total)
+        count = len(loose)
+        plans = []
+        earlier: list[PackHandle] = []
+        for h in catalog.packs:
+            if h in whole:
+                continue
+            entries = [e for want in h.pack.metadata_extents() for e in _entries_in(h, want)]
+            if earlier:  # a pushed pack can repeat objects (thin-pack bases): copy each once
+                entries = [
+                    e
+                    for e in entries
+                    if not any(
+                        p.pack.offset_of(h.pack.oid_at(e.start)) is not None for p in earlier
+                    )
+                ]
+            earlier.append(h)
+            count += len(entries)
+            to_read = [e for e in entries if (h.name, e.start) not in kept]
+            merged = coalesce(to_read, min_gap=settings.rangeGap, overhead=settings.rangeOverhead)
+            plans.append((h, entries, merged))
+        task = progress.task("commits and trees", total=sum(e.length for *_, m in plans for e in m))
 
-    def write(out: IO[bytes]) -> None:
-        writer = PackWriter(out, count)
-        for h, wanted, merged in plans:
-            it = iter(wanted)
-            want = next(it, None)
-            for ext, data in h.source.remote.read_extents(h.info, merged, on_bytes=task.advance):
-                while want is not None and want.start < ext.end:
-                    for entry in _entries_in(h, want):
-                        writer.add_entry(
-                            h.name, entry.start, _slice(ext, data, entry), h.pack.oid_at
-                        )
-                    want = next(it, None)
-        for obj in loose:
-            writer.add_object(obj.type_num, obj.content)
-        writer.finish()
+        def write(out: IO[bytes]) -> None:
+            writer = PackWriter(out, count)
+            for h, entries, merged in plans:
+                stream = h.source.remote.read_extents(h.info, merged, on_bytes=task.advance)
+                ext, data = next(stream, (Extent(0, 0), b""))
+                for entry in entries:
+                    spooled = kept.get((h.name, entry.start))
+                    if spooled is not None:
+                        spool.seek(spooled[0])
+                        raw = spool.read(spooled[1])
+                    else:
+                        while entry.start >= ext.end:
+                            ext, data = next(stream)
+                        raw = _slice(ext, data, entry)
+                    writer.add_entry(h.name, entry.start, raw, h.pack.oid_at)
+            for obj in loose:
+                writer.add_object(obj.type_num, obj.content)
+            writer.finish()
 
-    if count:
-        packs.append(repo.index_pack(write, promisor=PROMISOR_MESSAGE))
-    task.done()
+        if count:
+            packs.append(repo.index_pack(write, promisor=PROMISOR_MESSAGE))
+        task.done()
     return meter.stats(count + sum(len(h.pack) for h in whole), 1, packs)
 
 
@@ -277,6 +415,10 @@ class FetchEngine:
     ) -> tuple[dict[tuple[int, int], tuple[int, int]], int]:
         """Read wanted entries, then their missing delta bases, breadth-first, into ``spool``."""
         spooled: dict[tuple[int, int], tuple[int, int]] = {}
+        # Every oid read or queued: an object stored in two server packs is read once.
+        self._queued = {
+            self.catalog.packs[pno].pack.oid_at(off) for pno, offs in want.items() for off in offs
+        }
         rounds = 0
         task = progress.task("objects", total=None)
         while want:
@@ -295,7 +437,7 @@ class FetchEngine:
                         raw = _slice(ext, data, entry)
                         spooled[(pno, entry.start)] = (spool.tell(), len(raw))
                         spool.write(raw)
-                        self._queue_base(pno, entry.start, raw, spooled, want, nxt)
+                        self._queue_base(pno, entry.start, raw, nxt)
                         entry = next(it, None)
             want = nxt
         task.done()
@@ -306,8 +448,6 @@ class FetchEngine:
         pno: int,
         offset: int,
         raw: bytes,
-        spooled: dict[tuple[int, int], tuple[int, int]],
-        current: dict[int, set[int]],
         nxt: dict[int, set[int]],
     ) -> None:
         """Queue the delta base of an entry for the next round unless it is local or coming."""
@@ -333,11 +473,11 @@ class FetchEngine:
             base_pno, base_off = self.catalog.packs.index(loc[0]), loc[1]
         else:
             return
-        key = (base_pno, base_off)
-        if key in spooled or base_off in current.get(base_pno, ()) or base_off in nxt[base_pno]:
-            return
+        if base_oid in self._queued:
+            return  # read or coming; the writer names it as a REF_DELTA base if need be
         if base_oid in self.local:
             return  # written as a REF_DELTA against the local object (index-pack --fix-thin)
+        self._queued.add(base_oid)
         nxt[base_pno].add(base_off)
 
     def _write_pack(

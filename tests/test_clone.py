@@ -1,0 +1,247 @@
+"""`lazygit clone`: the acceptance criteria of the lazy clone, against real servers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import Published
+
+from lazygit.sample import TINY, make_server_repo
+
+LAZYGIT = "lazygit"
+ENV = {**os.environ, "GIT_NO_LAZY_FETCH": "1", "LC_ALL": "C"}
+
+
+def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run git with lazy fetching off: a missing object is an error, never a fetch."""
+    out = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, env=env or ENV, check=True
+    )
+    return out.stdout.decode()
+
+
+def lazygit(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([LAZYGIT, *args], capture_output=True, text=True, cwd=cwd, check=check)
+
+
+def tree_files(root: Path) -> dict[str, bytes]:
+    """Every file below root (not .git), with its content or link target."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if ".git" in dirnames:
+            dirnames.remove(".git")
+        for name in filenames:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(root))
+            out[rel] = os.readlink(p).encode() if p.is_symlink() else p.read_bytes()
+    return out
+
+
+def metadata_bytes(bare: Path) -> tuple[int, int, int]:
+    """(commit+tree+tag bytes in the server's packs, .idx bytes, number of packs)."""
+    total = idx_bytes = packs = 0
+    for idx in sorted((bare / "objects" / "pack").glob("pack-*.idx")):
+        packs += 1
+        idx_bytes += idx.stat().st_size
+        out = subprocess.run(
+            ["git", "verify-pack", "-v", str(idx)], capture_output=True, check=True, text=True
+        ).stdout
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) >= 5 and parts[1] in ("commit", "tree", "tag"):
+                total += int(parts[3])
+    return total, idx_bytes, packs
+
+
+def assert_same_history(lazy: Path, full: Path) -> None:
+    fmt = "--format=%H %T"
+    assert git(lazy, "log", "--all", fmt) == git(full, "log", "--all", fmt)
+    refs = "--format=%(objectname) %(refname)"
+    assert git(lazy, "for-each-ref", refs) == git(full, "for-each-ref", refs)
+
+
+@pytest.mark.slow
+def test_large_no_checkout_clone_reads_only_metadata(large: Published, nginx, tmp_path: Path):
+    dest = tmp_path / "lazy"
+    nginx.clear_log()
+    lazygit("clone", "-q", "--no-checkout", nginx.url(large.name), str(dest))
+    entries = nginx.log_entries()
+    git(dest, "fsck")
+    assert_same_history(dest, large.full)
+    # Promisor setup as stock git's partial clone has it.
+    assert git(dest, "config", "remote.origin.url").strip() == "lazy::" + nginx.url(large.name)
+    assert git(dest, "config", "extensions.partialClone").strip() == "origin"
+    assert git(dest, "config", "remote.origin.promisor").strip() == "true"
+    # Bytes: at most 1.15 x commit+tree+tag bytes in the packs + .idx files + 64 KiB a pack.
+    meta, idx, packs = metadata_bytes(large.info.path)
+    read = sum(e.bytes for e in entries)
+    bound = 1.15 * meta + idx + 64 * 1024 * packs
+    print(f"read {read} bytes in {len(entries)} requests; bound {bound:.0f}; meta {meta}")
+    assert read <= bound
+    # No blob of HEAD was read: the clone has none of them (lazy fetching is off here).
+    missing = git(dest, "rev-list", "--objects", "--missing=print", "HEAD")
+    assert sum(1 for ln in missing.splitlines() if ln.startswith("?")) > 1000
+
+
+@pytest.mark.slow
+def test_large_checkout_equals_full_clone(large: Published, nginx, tmp_path: Path):
+    dest = tmp_path / "lazy"
+    lazygit("clone", "-q", nginx.url(large.name), str(dest))
+    git(dest, "fsck")
+    assert_same_history(dest, large.full)
+    assert tree_files(dest) == tree_files(large.full)
+    assert git(dest, "status", "--porcelain") == ""
+    # Exactly the checkout's blobs were fetched: every other blob is still missing.
+    missing = [
+        ln[1:]
+        for ln in git(dest, "rev-list", "--objects", "--missing=print", "--all").splitlines()
+        if ln.startswith("?")
+    ]
+    head_blobs = {ln.split()[2] for ln in git(dest, "ls-tree", "-r", "HEAD").splitlines()}
+    assert head_blobs.isdisjoint(missing)
+    assert len(missing) > 1000
+
+
+@pytest.mark.slow
+def test_large_sparse_checkout(large: Published, nginx, tmp_path: Path):
+    dest = tmp_path / "sparse"
+    top_dirs = sorted({p.split("/")[0] for p in tree_files(large.full) if "/" in p})
+    cone = ["docs", "src/core"] if "docs" in top_dirs else top_dirs[:1]
+    args = [a for d in cone for a in ("--sparse", d)]
+    lazygit("clone", "-q", *args, nginx.url(large.name), str(dest))
+    git(dest, "fsck")
+    full = tree_files(large.full)
+    want = {
+        p: c for p, c in full.items() if "/" not in p or any(p.startswith(d + "/") for d in cone)
+    }
+    assert tree_files(dest) == want
+    # Blobs outside the cone were not fetched.
+    outside = [p for p in full if p not in want]
+    assert outside
+    missing = git(dest, "rev-list", "--objects", "--missing=print", "HEAD")
+    assert missing.count("\n?") + missing.startswith("?") >= len({full[p] for p in outside}) // 2
+
+
+@pytest.fixture(scope="module")
+def tiny(server_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Published:
+    info = make_server_repo(server_root / "clone-tiny.git", TINY)
+    full = tmp_path_factory.mktemp("tiny-full") / "full"
+    subprocess.run(["git", "clone", "-q", "--no-local", str(info.path), str(full)], check=True)
+    return Published(info, "clone-tiny.git", full)
+
+
+@pytest.mark.parametrize("server", ["nginx", "embedded", "http_server"])
+def test_clone_from_each_server(tiny: Published, server: str, request, tmp_path: Path):
+    """nginx (multi-range), the embedded server (merged ranges), http.server (no Range)."""
+    srv = request.getfixturevalue(server)
+    dest = tmp_path / "c"
+    lazygit("clone", "-q", srv.url(tiny.name), str(dest))
+    git(dest, "fsck")
+    assert_same_history(dest, tiny.full)
+    assert tree_files(dest) == tree_files(tiny.full)
+
+
+def test_clone_branch_and_tag(tiny: Published, nginx, tmp_path: Path):
+    dest = tmp_path / "rel"
+    lazygit("clone", "-q", "--branch", "release", nginx.url(tiny.name), str(dest))
+    assert git(dest, "rev-parse", "--abbrev-ref", "HEAD").strip() == "release"
+    assert git(dest, "rev-parse", "HEAD") == git(tiny.full, "rev-parse", "origin/release")
+    full_rel = tmp_path / "full-rel"
+    subprocess.run(
+        ["git", "clone", "-q", "-b", "release", str(tiny.info.path), str(full_rel)], check=True
+    )
+    assert tree_files(dest) == tree_files(full_rel)
+    tag = tiny.info.annotated_tags[0]
+    dest2 = tmp_path / "tag"
+    lazygit("clone", "-q", "--branch", tag, nginx.url(tiny.name), str(dest2))
+    assert git(dest2, "rev-parse", "HEAD") == git(tiny.full, "rev-parse", f"{tag}^{{commit}}")
+
+
+def test_clone_as_git_subcommand(tiny: Published, nginx, tmp_path: Path):
+    dest = tmp_path / "viagit"
+    subprocess.run(
+        ["git", "lazy", "clone", "-q", "-n", nginx.url(tiny.name), str(dest)], check=True
+    )
+    assert_same_history(dest, tiny.full)
+
+
+def test_empty_repository(server_root: Path, nginx, tmp_path: Path):
+    bare = server_root / "clone-empty.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
+    dest = tmp_path / "empty"
+    lazygit("clone", "-q", nginx.url("clone-empty.git"), str(dest))
+    assert git(dest, "for-each-ref") == ""
+
+
+# -- errors: one line, non-zero exit, no traceback, nothing half-made left -------------
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("lazygit: error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], proc.stderr
+
+
+def test_error_not_a_git_server_404(nginx, tmp_path: Path):
+    dest = tmp_path / "x"
+    proc = lazygit("clone", nginx.url("no-such-repo.git"), str(dest), check=False)
+    assert_one_line_error(proc, "not a git repository", "404")
+    assert not dest.exists()
+
+
+def test_error_html_instead_of_refs(server_root: Path, nginx, tmp_path: Path):
+    site = server_root / "clone-html"
+    (site / "info").mkdir(parents=True, exist_ok=True)
+    (site / "info" / "refs").write_text("<!DOCTYPE html><html><body>Login</body></html>")
+    proc = lazygit("clone", nginx.url("clone-html"), str(tmp_path / "x"), check=False)
+    assert_one_line_error(proc, "HTML")
+    assert not (tmp_path / "x").exists()
+
+
+def test_error_connection_refused(tmp_path: Path):
+    from servers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/repo.git"
+    proc = lazygit("clone", url, str(tmp_path / "x"), check=False)
+    assert_one_line_error(proc, "cannot reach")
+    assert not (tmp_path / "x").exists()
+
+
+def test_error_destination_not_empty(tiny: Published, nginx, tmp_path: Path):
+    dest = tmp_path / "busy"
+    dest.mkdir()
+    (dest / "keep.txt").write_text("mine")
+    proc = lazygit("clone", nginx.url(tiny.name), str(dest), check=False)
+    assert_one_line_error(proc, "not empty")
+    assert (dest / "keep.txt").read_text() == "mine"
+
+
+def test_failure_midway_removes_dest_but_keeps_existing_dir(
+    server_root: Path, nginx, tmp_path: Path
+):
+    """A pack listed but missing on the server fails the clone after `git init`."""
+    bare = server_root / "clone-broken.git"
+    make_server_repo(bare, TINY)
+    packs = sorted((bare / "objects" / "pack").glob("*.pack"))
+    packs[0].rename(packs[0].with_suffix(".gone"))
+    proc = lazygit("clone", nginx.url("clone-broken.git"), str(tmp_path / "x"), check=False)
+    assert_one_line_error(proc, "404")
+    assert not (tmp_path / "x").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    proc = lazygit("clone", nginx.url("clone-broken.git"), str(existing), check=False)
+    assert_one_line_error(proc)
+    assert existing.is_dir() and not any(existing.iterdir())
+
+
+def test_error_bad_url(tmp_path: Path):
+    proc = lazygit("clone", "ftp://example.invalid/x.git", str(tmp_path / "x"), check=False)
+    assert_one_line_error(proc, "not an http(s) URL")
