@@ -263,13 +263,13 @@ def fetch_metadata(
         for h in catalog.packs:
             if h in whole:
                 continue
-            entries = [e for want in h.pack.metadata_extents() for e in _entries_in(h, want)]
+            entries = [e for _, e in h.pack.metadata_entries()]
             if earlier:  # a pushed pack can repeat objects (thin-pack bases): copy each once
                 entries = [
                     e
-                    for e in entries
+                    for p, e in h.pack.metadata_entries()
                     if not any(
-                        p.pack.offset_of(h.pack.oid_at(e.start)) is not None for p in earlier
+                        q.pack.offset_of(h.pack.oid_at_position(p)) is not None for q in earlier
                     )
                 ]
             earlier.append(h)

@@ -49,8 +49,7 @@ def run_git(
             cwd=cwd,
             input=input,
             env=git_env(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             check=False,
         )
     except FileNotFoundError as exc:

@@ -416,6 +416,20 @@ class ServerPack:
         t = self.types
         return self.extents_of_positions([*t.commits, *t.trees, *t.tags])
 
+    def metadata_entries(self) -> list[tuple[int, Extent]]:
+        """(position, extent) of every commit, tree and tag entry, in pack order."""
+        if self.types is None:
+            raise ValueError(f"{self.name}: object types unknown (no bitmap parsed)")
+        t = self.types
+        offs = self._sorted
+        last = len(offs) - 1
+        end_of_pack = self.size - 20
+        out = []
+        for a, b in merge_runs([*t.commits, *t.trees, *t.tags]):
+            for p in range(a, b):
+                out.append((p, Extent(offs[p], offs[p + 1] if p < last else end_of_pack)))
+        return out
+
     def type_at_position(self, pos: int) -> int:
         """Object type (1-4) at a pack position, from the bitmap runs."""
         if self.types is None:

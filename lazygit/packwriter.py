@@ -115,6 +115,10 @@ def encode_ofs_distance(distance: int) -> bytes:
     return bytes(out)
 
 
+#: Output is written and hashed in chunks of about this size.
+_FLUSH_BYTES = 1 << 20
+
+
 class PackWriter:
     """Streams a pack: header with `count`, entries, SHA-1 trailer. Never holds the pack.
 
@@ -138,6 +142,7 @@ class PackWriter:
         # (server pack name, offset there) -> offset in this output
         self._written: dict[tuple[str, int], int] = {}
         self.thin = False
+        self._buf = bytearray()
         self._write(b"PACK" + struct.pack(">II", 2, count))
 
     @property
@@ -146,9 +151,17 @@ class PackWriter:
         return self._pos
 
     def _write(self, data: bytes | memoryview) -> None:
-        self._out.write(data)
-        self._sha.update(data)
+        # Entries are small (a tree is ~100 bytes): collect them and hash/write in big chunks.
+        self._buf += data
         self._pos += len(data)
+        if len(self._buf) >= _FLUSH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buf:
+            self._out.write(self._buf)
+            self._sha.update(self._buf)
+            self._buf = bytearray()
 
     def _next(self) -> int:
         if self._added >= self._count:
@@ -206,6 +219,7 @@ class PackWriter:
         """Write the trailer and return the pack checksum; ValueError if count is wrong."""
         if self._added != self._count:
             raise ValueError(f"{self._added} pack entries added, {self._count} announced")
+        self._flush()
         digest = self._sha.digest()
         self._out.write(digest)
         self._pos += len(digest)

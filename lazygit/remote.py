@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import ssl
 import threading
 import urllib.parse
 from collections import deque
@@ -20,8 +21,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-
-import httpx
 
 from lazygit.config import Settings
 from lazygit.errors import (
@@ -32,6 +31,26 @@ from lazygit.errors import (
 )
 from lazygit.httpranges import iter_multipart, multipart_boundary, parse_content_range
 from lazygit.ranges import Extent, group_requests, range_header, split
+
+
+def _import_httpx():  # type: ignore[no-untyped-def]
+    """Import httpx without its command-line client.
+
+    httpx imports its CLI (rich, click, pygments) at import time whenever they are installed,
+    which costs ~70 ms at every clone and daemon start; a placeholder module makes that
+    optional import fail the way httpx already handles.
+    """
+    import sys
+    import types
+
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", types.ModuleType("httpx._main"))
+    import httpx
+
+    return httpx
+
+
+httpx = _import_httpx()
 
 MAX_REDIRECTS = 5
 #: A ranged request cut by the transport (a reset keep-alive connection) is retried this often.
@@ -84,6 +103,23 @@ def _reason(exc: Exception) -> str:
     return text[:1].lower() + text[1:]
 
 
+def _unused_tls_context() -> ssl.SSLContext:
+    """A TLS context that is never used (plain http), made without loading any certificate."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _refuse_https(request: httpx.Request) -> None:
+    """Request hook of plain-http remotes, whose client does not verify certificates."""
+    if request.url.scheme == "https":
+        raise RemoteError(
+            f"the server redirects to {_redact(str(request.url))}",
+            "clone the https:// URL instead",
+        )
+
+
 class DumbRemote:
     """A repository published by a static HTTP server."""
 
@@ -114,8 +150,14 @@ class DumbRemote:
             write=settings.readTimeout,
             pool=None,
         )
+        plain = parts.scheme == "http"
         self._client = httpx.Client(
-            http2=True,
+            # HTTP/2 comes by ALPN over TLS; over plain http httpx would only speak HTTP/1.1.
+            http2=not plain,
+            # A plain-http remote needs no TLS context (loading the CA bundle costs ~50 ms);
+            # a redirect to https is refused below rather than followed unverified.
+            verify=_unused_tls_context() if plain else True,
+            event_hooks={"request": [_refuse_https]} if plain else None,
             timeout=timeout,
             follow_redirects=True,
             max_redirects=MAX_REDIRECTS,
