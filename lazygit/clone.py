@@ -130,6 +130,10 @@ def _clone(
             set_cone(repo, opts.sparse)
         if head_oid is not None and not opts.no_checkout:
             _checkout(repo, catalog, settings, progress, result)
+        if settings.prestartDaemon:
+            from lazygit.daemonclient import spawn_daemon
+
+            spawn_daemon(repo.git_dir)
         return result
     finally:
         for alt in alternates:

@@ -43,6 +43,9 @@ class Settings:
     daemonTimeout: float = 120.0
     #: Promisor packs written by lazy fetches before they are consolidated into one.
     maxPromisorPacks: int = 16
+    #: Start the daemon in the background at the end of a clone, so the first lazy fetch
+    #: finds it warm.
+    prestartDaemon: bool = True
     #: Bytes of server pack blocks the daemon keeps in memory.
     blockCacheBytes: int = 64 * MiB
     #: Extra git-config values that were set but are unknown (kept for `lazygit doctor`).
@@ -82,6 +85,13 @@ class Settings:
 def _parse(f: dataclasses.Field[object], text: str) -> object:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
     try:
+        if kind == "bool":
+            low = text.strip().lower()
+            if low in ("true", "yes", "on", "1", ""):
+                return True
+            if low in ("false", "no", "off", "0"):
+                return False
+            raise ValueError(text)
         if kind == "int":
             return _parse_size(text)
         if kind == "float":

@@ -366,7 +366,11 @@ def serve(git_dir: Path) -> int:
     os.chmod(path, 0o600)
     info = state / "daemon.json"
     tmp = state / f"daemon.json.{os.getpid()}"
-    tmp.write_text(json.dumps({"socket": str(path), "pid": os.getpid()}))
+    tmp.write_text(
+        json.dumps(
+            {"socket": str(path), "pid": os.getpid(), "timeout": daemon.settings.daemonTimeout}
+        )
+    )
     os.replace(tmp, info)
     daemon.log(f"lazygit {__version__} daemon serving {git_dir} on {path}")
     threading.Thread(target=_idle_watch, args=(server, daemon), daemon=True).start()

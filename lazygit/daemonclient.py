@@ -66,6 +66,9 @@ def _connect(state: Path) -> socket.socket | None:
         return None
     try:
         sock.connect(info["socket"])
+        if isinstance(info.get("timeout"), (int, float)):
+            # The daemon publishes lazygit.daemonTimeout: no `git config` run per batch.
+            _TIMEOUTS[state.parent] = float(info["timeout"])
         return sock
     except (OSError, KeyError, TypeError):
         sock.close()
@@ -135,8 +138,8 @@ def request(
     git_dir: Path, message: dict[str, Any], *, start: bool = True, timeout: float | None = None
 ) -> dict[str, Any]:
     """Send one request and return the reply; a failure reply raises DaemonError."""
+    sock = connect(git_dir, start=start, timeout=timeout)
     limit = timeout if timeout is not None else _timeout(git_dir)
-    sock = connect(git_dir, start=start, timeout=limit)
     try:
         sock.settimeout(limit)
         sock.sendall(json.dumps(message).encode() + b"\n")

@@ -29,22 +29,22 @@ class Extent:
             raise ValueError(f"bad extent [{self.start}, {self.end})")
 
 
-def _merge_touching(extents: Iterable[Extent], min_gap: int) -> list[Extent]:
-    """Sort and merge extents that overlap, touch, or have gaps of at most ``min_gap``."""
-    merged: list[Extent] = []
+def _merge_touching(pairs: list[tuple[int, int]], min_gap: int) -> list[tuple[int, int]]:
+    """Merge sorted (start, end) pairs that overlap, touch, or have gaps <= ``min_gap``."""
+    merged: list[tuple[int, int]] = []
     cur_start = cur_end = -1
-    for e in sorted(extents):
-        if e.length == 0:
+    for start, end in pairs:
+        if end <= start:
             continue
-        if cur_end >= 0 and e.start - cur_end <= min_gap:
-            if e.end > cur_end:
-                cur_end = e.end
+        if cur_end >= 0 and start - cur_end <= min_gap:
+            if end > cur_end:
+                cur_end = end
             continue
         if cur_end >= 0:
-            merged.append(Extent(cur_start, cur_end))
-        cur_start, cur_end = e.start, e.end
+            merged.append((cur_start, cur_end))
+        cur_start, cur_end = start, end
     if cur_end >= 0:
-        merged.append(Extent(cur_start, cur_end))
+        merged.append((cur_start, cur_end))
     return merged
 
 
@@ -55,32 +55,32 @@ def coalesce(extents: Iterable[Extent], *, min_gap: int, overhead: float) -> lis
 
     Wanted bytes are the union of the inputs; the budget covers only the gaps merged in the
     second phase (the always-merged small gaps are the price of one range less each).
-    O(n log n).
+    O(n log n), on plain tuples (sorting dataclasses is several times slower).
     """
-    items = list(extents)
-    wanted_parts = _merge_touching(items, 0)
-    wanted = sum(e.length for e in wanted_parts)
+    wanted_parts = _merge_touching(sorted((e.start, e.end) for e in extents), 0)
+    wanted = sum(end - start for start, end in wanted_parts)
     merged = _merge_touching(wanted_parts, max(min_gap, 0))
-    if len(merged) < 2 or overhead <= 0:
-        return merged
-    budget = overhead * wanted
-    gaps = sorted((merged[i + 1].start - merged[i].end, i) for i in range(len(merged) - 1))
-    join_after = bytearray(len(merged))  # 1: merge extent i with i+1
-    spent = 0
-    for size, i in gaps:
-        if spent + size > budget:
-            break
-        spent += size
-        join_after[i] = 1
-    out: list[Extent] = []
-    start = merged[0].start
-    for i, e in enumerate(merged):
-        if i + 1 < len(merged) and join_after[i]:
-            continue
-        out.append(Extent(start, e.end))
-        if i + 1 < len(merged):
-            start = merged[i + 1].start
-    return out
+    if len(merged) >= 2 and overhead > 0:
+        budget = overhead * wanted
+        gaps = sorted((merged[i + 1][0] - merged[i][1], i) for i in range(len(merged) - 1))
+        join_after = bytearray(len(merged))  # 1: merge pair i with pair i + 1
+        spent = 0
+        for size, i in gaps:
+            if spent + size > budget:
+                break
+            spent += size
+            join_after[i] = 1
+        joined: list[tuple[int, int]] = []
+        start = merged[0][0]
+        last = len(merged) - 1
+        for i, (_s, end) in enumerate(merged):
+            if i < last and join_after[i]:
+                continue
+            joined.append((start, end))
+            if i < last:
+                start = merged[i + 1][0]
+        merged = joined
+    return [Extent(start, end) for start, end in merged]
 
 
 def split(extents: Iterable[Extent], max_len: int) -> list[Extent]:

@@ -27,6 +27,11 @@ REPO = Path(__file__).resolve().parent.parent
 _VENV_BIN = REPO / ".venv" / "bin"
 if _VENV_BIN.is_dir():
     os.environ["PATH"] = f"{_VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+# Clones in tests do not leave a pre-started daemon behind; tests that need one start it
+# (through git) and stop it with the `daemons` fixture.  test_daemon covers the pre-start.
+os.environ["GIT_CONFIG_COUNT"] = "1"
+os.environ["GIT_CONFIG_KEY_0"] = "lazygit.prestartDaemon"
+os.environ["GIT_CONFIG_VALUE_0"] = "false"
 # Import this checkout's package even when it is not installed.
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))

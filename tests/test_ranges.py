@@ -66,7 +66,7 @@ def test_coalesce_examples() -> None:
 
 
 def test_coalesce_smallest_gaps_first() -> None:
-    # wanted 40 bytes, budget 0.5 * 40 = 20: gaps 5 + 10 fit (15), gap 8 too -> 23 > 20?
+    # wanted 40 bytes, budget 0.5 * 40 = 20.
     es = [Extent(0, 10), Extent(15, 25), Extent(35, 45), Extent(53, 63)]
     # gaps: 5, 10, 8 -> sorted 5, 8 (13), then 10 -> 23 > 20 stop.
     assert coalesce(es, min_gap=0, overhead=0.5) == [Extent(0, 25), Extent(35, 63)]
