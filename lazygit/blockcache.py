@@ -12,9 +12,10 @@ import bisect
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
 
 from lazygit.catalog import PackHandle
-from lazygit.ranges import Extent
+from lazygit.ranges import Extent, split
 
 Reader = Callable[
     [PackHandle, Sequence[Extent], Callable[[int], None] | None], Iterator[tuple[Extent, bytes]]
@@ -35,10 +36,17 @@ class BlockCache:
         self.capacity = capacity
         self.size = 0
         self.hits = 0  # bytes served from memory
-        self.misses = 0  # bytes read from the server
+        self.misses = 0  # bytes that had to come from the server
         self._lru: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._starts: dict[str, list[int]] = {}
         self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        """Forget everything (bytes that failed a hash check may be among them)."""
+        with self._lock:
+            self._lru.clear()
+            self._starts.clear()
+            self.size = 0
 
     # -- segment store ------------------------------------------------------------------
     def _put(self, pack: str, start: int, data: bytes) -> None:
@@ -81,35 +89,69 @@ class BlockCache:
         extents: Sequence[Extent],
         on_bytes: Callable[[int], None] | None = None,
     ) -> Iterator[tuple[Extent, bytes]]:
-        """Yield (extent, bytes) for sorted disjoint ``extents``; read only what is not cached."""
-        name = handle.name
-        plan: list[tuple[Extent, list[tuple[int, bytes]], list[Extent]]] = []
-        fetch: list[Extent] = []
-        for ext in extents:
-            segments = self._covered(name, ext)
-            holes = _holes(ext, segments)
-            plan.append((ext, segments, holes))
-            fetch += holes
-        fresh: dict[int, bytes] = {}
-        if fetch:
-            for hole, data in direct_reader(handle, fetch, on_bytes):
-                fresh[hole.start] = data
-                self._put(name, hole.start, data)
-                self.misses += len(data)
-        for ext, segments, holes in plan:
-            pieces = [(s, d) for s, d in segments] + [(h.start, fresh[h.start]) for h in holes]
-            pieces.sort()
-            buf = bytearray()
-            for s, d in pieces:
-                lo = max(ext.start, s) - s
-                hi = min(ext.end, s + len(d)) - s
-                if hi > lo and s + lo == ext.start + len(buf):
-                    buf += d[lo:hi]
-                elif hi > lo and s + hi > ext.start + len(buf):
-                    skip = ext.start + len(buf) - s
-                    buf += d[skip:hi]
-            self.hits += ext.length - sum(h.length for h in holes)
-            yield ext, bytes(buf)
+        """The Reader protocol: memory first, the server for the rest."""
+        return read_through(self, handle, extents, on_bytes)
+
+    # The names read_through() uses.
+    def covered(self, pack: str, ext: Extent) -> list[tuple[int, bytes]]:
+        out = self._covered(pack, ext)
+        self.hits += sum(min(ext.end, s + len(d)) - max(ext.start, s) for s, d in out)
+        return out
+
+    def put(self, pack: str, start: int, data: bytes) -> None:
+        self.misses += len(data)
+        self._put(pack, start, data)
+
+
+class SegmentStore(Protocol):
+    """Somewhere pack bytes can be kept: memory (BlockCache) or disk (RangeStore)."""
+
+    def covered(self, pack: str, ext: Extent) -> list[tuple[int, bytes]]: ...
+    def put(self, pack: str, start: int, data: bytes) -> None: ...
+
+
+def read_through(
+    store: SegmentStore,
+    handle: PackHandle,
+    extents: Sequence[Extent],
+    on_bytes: Callable[[int], None] | None = None,
+    piece: int | None = None,
+) -> Iterator[tuple[Extent, bytes]]:
+    """Yield (extent, bytes) for sorted disjoint ``extents``: what ``store`` holds comes from
+    it, only the holes are read from the server (and put into the store, in pieces of at most
+    ``piece`` bytes so that an interruption keeps most of what arrived)."""
+    name = handle.name
+    plan: list[tuple[Extent, list[tuple[int, bytes]], list[Extent]]] = []
+    fetch: list[Extent] = []
+    for ext in extents:
+        segments = store.covered(name, ext)
+        holes = _holes(ext, segments)
+        plan.append((ext, segments, holes))
+        fetch += holes
+    if piece is not None:
+        fetch = split(fetch, piece)
+    fresh: list[tuple[int, bytes]] = []
+    if fetch:
+        for hole, data in direct_reader(handle, fetch, on_bytes):
+            fresh.append((hole.start, data))
+            store.put(name, hole.start, data)
+    for ext, segments, _ in plan:
+        lo_i = bisect.bisect_left(fresh, (ext.start, b""))
+        mine = []
+        while lo_i < len(fresh) and fresh[lo_i][0] < ext.end:
+            mine.append(fresh[lo_i])
+            lo_i += 1
+        pieces = sorted([*segments, *mine])
+        buf = bytearray()
+        for s, d in pieces:
+            have = ext.start + len(buf)  # next byte wanted
+            hi = min(ext.end, s + len(d)) - s
+            lo = have - s
+            if lo >= 0 and hi > lo:
+                buf += d[lo:hi]
+        if len(buf) != ext.length:
+            raise AssertionError(f"read_through assembled {len(buf)} of {ext.length} bytes")
+        yield ext, bytes(buf)
 
 
 def _holes(ext: Extent, segments: list[tuple[int, bytes]]) -> list[Extent]:

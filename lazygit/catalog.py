@@ -72,19 +72,41 @@ class Catalog:
     def _load_pack(self, source: ObjectSource, name: str) -> PackHandle:
         remote = source.remote
         info = remote.stat(source.path(f"pack/{name}.pack"))
-        idx_data = remote.get_bytes(source.path(f"pack/{name}.idx"))
-        assert idx_data is not None
+        cached = self._cached(name, info)
+        if cached is not None:  # an interrupted clone read these already
+            idx_data, head = cached
+        else:
+            idx_data = remote.get_bytes(source.path(f"pack/{name}.idx"))
+            assert idx_data is not None
+            head = None
         pack = ServerPack.from_idx(name, idx_data, info.size)
-        head = self._read_bitmap_head(source, name)
+        if cached is None:
+            head = self._read_bitmap_head(source, name)
         if head is not None:
             pack.types = parse_bitmap_types(head, n_objects=len(pack), pack_checksum=pack.checksum)
         if self.cache_dir is not None:
             packs_dir = self.cache_dir / "packs"
             packs_dir.mkdir(parents=True, exist_ok=True)
-            _write_atomic(packs_dir / f"{name}.idx", idx_data)
-            if head is not None:
-                _write_atomic(packs_dir / f"{name}.bitmap-head", head)
+            if cached is None:
+                _write_atomic(packs_dir / f"{name}.idx", idx_data)
+                if head is not None:
+                    _write_atomic(packs_dir / f"{name}.bitmap-head", head)
+                _write_atomic(packs_dir / f"{name}.json", json.dumps(_validator(info)).encode())
         return PackHandle(source, pack, info)
+
+    def _cached(self, name: str, info: FileInfo) -> tuple[bytes, bytes | None] | None:
+        """The cached .idx and bitmap head of ``name`` if they belong to this very pack file."""
+        if self.cache_dir is None:
+            return None
+        packs_dir = self.cache_dir / "packs"
+        try:
+            if json.loads((packs_dir / f"{name}.json").read_text()) != _validator(info):
+                return None
+            idx = (packs_dir / f"{name}.idx").read_bytes()
+        except (OSError, ValueError):
+            return None
+        head_path = packs_dir / f"{name}.bitmap-head"
+        return idx, head_path.read_bytes() if head_path.exists() else None
 
     @staticmethod
     def _read_bitmap_head(source: ObjectSource, name: str) -> bytes | None:
@@ -186,6 +208,10 @@ class Catalog:
 
     def remotes(self) -> Iterable[DumbRemote]:
         return {id(s.remote): s.remote for s in self.sources}.values()
+
+
+def _validator(info: FileInfo) -> dict[str, object]:
+    return {"size": info.size, "etag": info.etag, "last_modified": info.last_modified}
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -7,7 +7,9 @@ destination is removed again (or emptied, if it existed before): nothing half-ma
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import time
@@ -18,10 +20,11 @@ from urllib.parse import urlsplit
 from lazygit.catalog import Catalog
 from lazygit.config import Settings
 from lazygit.discovery import RemoteRepo, discover, peeled_oids
-from lazygit.errors import DestinationError, LazyGitError, RemoteError
+from lazygit.errors import CorruptDataError, DestinationError, LazyGitError, RemoteError
 from lazygit.fetch import FetchEngine, FetchStats, fetch_metadata
-from lazygit.localrepo import LocalRepo, ensure_empty_destination
+from lazygit.localrepo import STATE_DIR, LocalRepo, ensure_empty_destination
 from lazygit.progress import QUIET, Progress
+from lazygit.rangestore import RangeStore
 from lazygit.remote import DumbRemote
 from lazygit.sparse import checkout_blobs, matcher, set_cone
 
@@ -70,23 +73,74 @@ def default_dest(url: str) -> Path:
     return Path(name or "repository")
 
 
+#: Inside the git dir while a clone is being made; a directory holding it is ours to redo.
+INCOMPLETE_MARKER = "clone-incomplete"
+#: Resume data of clones interrupted longer ago than this is dropped.
+RESUME_MAX_AGE = 7 * 24 * 3600
+
+
+class Interrupted(LazyGitError):
+    """Ctrl-C during a clone."""
+
+    exit_code = 130
+
+
+def resume_dir(url: str, dest: Path) -> Path:
+    """Where an interrupted clone of ``url`` into ``dest`` keeps what it already read."""
+    import warnings
+
+    import platformdirs
+
+    key = hashlib.sha256(f"{url}\0{dest.resolve()}".encode()).hexdigest()[:24]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = Path(platformdirs.user_cache_dir("lazygit")) / "resume"
+    return base / key
+
+
+def _drop_stale_resume_dirs(base: Path) -> None:
+    if not base.is_dir():
+        return
+    now = time.time()
+    for d in base.iterdir():
+        with contextlib.suppress(OSError):
+            if now - d.stat().st_mtime > RESUME_MAX_AGE:
+                shutil.rmtree(d, ignore_errors=True)
+
+
 def clone(
     opts: CloneOptions, settings: Settings | None = None, progress: Progress = QUIET
 ) -> CloneResult:
-    """Make a lazy clone.  Raises LazyGitError (one line) on expected failures."""
+    """Make a lazy clone.  Raises LazyGitError (one line) on expected failures.
+
+    A clone that fails leaves no directory behind (or empties the one that existed), but
+    keeps what it read in a resume directory: the same command run again continues from there.
+    """
     t0 = time.monotonic()
     url = normalize_url(opts.url)
     settings = settings or Settings.load()
     dest = opts.dest or default_dest(url)
+    if (dest / ".git" / STATE_DIR / INCOMPLETE_MARKER).exists():
+        _remove(dest, existed=True)  # left by a clone that was killed: redo it
     existed = ensure_empty_destination(dest)
+    resume = resume_dir(url, dest)
+    _drop_stale_resume_dirs(resume.parent)
     try:
+        resume.mkdir(parents=True, exist_ok=True)
         with DumbRemote(url, settings) as remote:
-            result = _clone(opts, url, dest, settings, remote, progress)
+            result = _clone(opts, url, dest, settings, remote, progress, resume)
     except BaseException as exc:
         _remove(dest, existed)
+        resumable = any(resume.glob("ranges/*.data")) or any(resume.glob("catalog/packs/*"))
+        hint = "run the same command again to resume" if resumable else None
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted("interrupted", hint) from None
         if isinstance(exc, OSError) and not isinstance(exc, LazyGitError):
             raise _disk_error(exc, dest) from None
+        if isinstance(exc, LazyGitError) and hint and not exc.fix:
+            exc.fix = hint
         raise
+    shutil.rmtree(resume, ignore_errors=True)
     result.seconds = time.monotonic() - t0
     return result
 
@@ -98,6 +152,7 @@ def _clone(
     settings: Settings,
     remote: DumbRemote,
     progress: Progress,
+    resume: Path,
 ) -> CloneResult:
     alternates: list[DumbRemote] = []
 
@@ -109,15 +164,28 @@ def _clone(
         snapshot = discover(remote, connect_alternate=connect)
         branch, head_oid = _choose_head(snapshot, opts.branch)
         repo = LocalRepo.init(dest, initial_branch=branch)
+        repo.state_dir.mkdir(exist_ok=True)
+        (repo.state_dir / INCOMPLETE_MARKER).touch()
         given = opts.url[len("lazy::") :] if opts.url.startswith("lazy::") else opts.url
         repo.configure_partial_clone(given, opts.remote_name)
-        catalog = Catalog(snapshot.sources, repo.state_dir)
+        # Pack indexes and pack bytes go to the resume directory first: kept if we fail.
+        catalog = Catalog(snapshot.sources, resume / "catalog")
         n_packs = sum(len(s.packs) for s in snapshot.sources)
         task = progress.task("pack indexes", total=n_packs)
         catalog.load_packs(settings, on_pack=task.advance)
         task.done()
+        store = RangeStore(resume / "ranges")
         roots = peeled_oids(snapshot.refs) | ({head_oid} if head_oid else set())
-        meta = fetch_metadata(catalog, repo, settings, roots, progress)
+        try:
+            meta = fetch_metadata(catalog, repo, settings, roots, progress, store.read)
+        except CorruptDataError:
+            store.clear()  # damaged bytes must not be used again: read once more, then report
+            meta = fetch_metadata(catalog, repo, settings, roots, progress, store.read)
+        if (resume / "catalog" / "packs").is_dir():
+            shutil.copytree(
+                resume / "catalog" / "packs", repo.state_dir / "packs", dirs_exist_ok=True
+            )
+        catalog.cache_dir = repo.state_dir
         catalog.meta_done.update(h.name for h in catalog.packs)
         catalog.save()
         _write_refs(repo, snapshot, opts.remote_name, branch, head_oid)
@@ -129,7 +197,8 @@ def _clone(
         if opts.sparse is not None:
             set_cone(repo, opts.sparse)
         if head_oid is not None and not opts.no_checkout:
-            _checkout(repo, catalog, settings, progress, result)
+            _checkout(repo, catalog, settings, progress, result, store)
+        (repo.state_dir / INCOMPLETE_MARKER).unlink()
         if settings.prestartDaemon:
             from lazygit.daemonclient import spawn_daemon
 
@@ -191,12 +260,17 @@ def _write_refs(
 
 
 def _checkout(
-    repo: LocalRepo, catalog: Catalog, settings: Settings, progress: Progress, result: CloneResult
+    repo: LocalRepo,
+    catalog: Catalog,
+    settings: Settings,
+    progress: Progress,
+    result: CloneResult,
+    store: RangeStore,
 ) -> None:
     """Fetch exactly the blobs the (sparse) checkout writes, in one batch, then let git write
     the working tree with lazy fetching off: that proves nothing is missing."""
     blobs = checkout_blobs(repo.ls_tree("HEAD"), matcher(repo))
-    engine = FetchEngine(catalog, repo, settings)
+    engine = FetchEngine(catalog, repo, settings, reader=store.read)
     result.blobs = engine.fetch(blobs, progress)
     task = progress.task("checkout", total=None)
     repo.git(["read-tree", "--reset", "-u", "HEAD"])

@@ -132,6 +132,7 @@ def scan_types(
     spool: IO[bytes],
     kept: _Spooled,
     progress: Progress = QUIET,
+    reader: Reader = direct_reader,
 ) -> PackTypes:
     """Learn the object types of a pack without a bitmap by reading its entry headers.
 
@@ -151,7 +152,7 @@ def scan_types(
     task = progress.task("pack headers", total=sum(e.length for e in merged))
     kinds: list[int | tuple[str, object]] = [0] * n
     pos = 0
-    for ext, data in h.source.remote.read_extents(h.info, merged, on_bytes=task.advance):
+    for ext, data in reader(h, merged, task.advance):
         while pos < n and wants[pos].start < ext.end:
             want = wants[pos]
             raw = _slice(ext, data, want)
@@ -227,6 +228,7 @@ def fetch_metadata(
     settings: Settings,
     roots: Iterable[bytes],
     progress: Progress = QUIET,
+    reader: Reader = direct_reader,
 ) -> FetchStats:
     """Copy every commit, tree and tag the server has (reachable from ``roots`` when loose).
 
@@ -253,7 +255,7 @@ def fetch_metadata(
                         f"its {len(h.pack)} objects (fix on the server: `git repack -a -d -b && "
                         "git update-server-info`, or `lazygit prepare`)"
                     )
-                h.pack.types = scan_types(h, catalog, settings, spool, kept, progress)
+                h.pack.types = scan_types(h, catalog, settings, spool, kept, progress, reader)
         loose = walk_loose_metadata(
             roots, catalog.is_packed, catalog.sources, workers=settings.connections
         )
@@ -282,7 +284,7 @@ def fetch_metadata(
         def write(out: IO[bytes]) -> None:
             writer = PackWriter(out, count)
             for h, entries, merged in plans:
-                stream = h.source.remote.read_extents(h.info, merged, on_bytes=task.advance)
+                stream = reader(h, merged, task.advance)
                 ext, data = next(stream, (Extent(0, 0), b""))
                 for entry in entries:
                     spooled = kept.get((h.name, entry.start))
@@ -331,8 +333,27 @@ class FetchEngine:
         """Fetch the objects among ``oids`` that are not local, as one promisor pack.
 
         ``loose`` are objects the caller already read (and hash-checked) from the server's
-        loose files; they go into the same pack.
+        loose files; they go into the same pack.  Bytes that fail git's hash check are never
+        stored: the batch is read again once, past every cache, and then reported.
         """
+        oids = list(oids)
+        try:
+            return self._fetch(oids, progress, loose)
+        except CorruptDataError as first:
+            forget = getattr(self.reader, "__self__", None)
+            if forget is not None and hasattr(forget, "clear"):
+                forget.clear()
+            try:
+                return self._fetch(oids, progress, loose)
+            except CorruptDataError as second:
+                raise CorruptDataError(
+                    f"the server sent damaged data twice; nothing was stored ({second.message})",
+                    "check the server's files (git fsck there) or a proxy in between",
+                ) from first
+
+    def _fetch(
+        self, oids: list[bytes], progress: Progress, loose: Sequence[LooseObject]
+    ) -> FetchStats:
         meter = _Meter(self.catalog)
         self.local.refresh()
         missing = self.local.missing(oids)

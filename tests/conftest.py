@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ if _VENV_BIN.is_dir():
 os.environ["GIT_CONFIG_COUNT"] = "1"
 os.environ["GIT_CONFIG_KEY_0"] = "lazygit.prestartDaemon"
 os.environ["GIT_CONFIG_VALUE_0"] = "false"
+# Resume data of failed clones goes to a private cache, not the user's ~/.cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="lazygit-test-cache-")
 # Import this checkout's package even when it is not installed.
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
