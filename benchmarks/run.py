@@ -37,6 +37,8 @@ from lazygit import sample  # noqa: E402
 BENCH = dataclasses.replace(sample.LARGE, files=5000, dirs=120)
 SIZES = {"bench": BENCH, "large": sample.LARGE, "small": sample.SMALL, "tiny": sample.TINY}
 GIT_ENV = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
+#: Clones started at once in the concurrency benchmark.
+CONCURRENT = 8
 
 
 @dataclass
@@ -45,6 +47,8 @@ class Sample:
     cpu: float
     bytes: int
     requests: int
+    rss_mb: float = 0.0
+    server_cpu: float = 0.0
 
 
 @dataclass
@@ -57,24 +61,59 @@ class Row:
         return statistics.median(getattr(s, attr) for s in self.samples)
 
 
-def run(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, env=env or GIT_ENV, capture_output=True)
+_PEAK_RSS_KB = [0]
+
+
+def start(cmd: list[str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        cmd, cwd=cwd, env=GIT_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def finish(proc: subprocess.Popen[bytes], cmd: list[str]) -> None:
+    """Wait for ``proc``, keep its peak RSS, fail loudly if it failed."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    _PEAK_RSS_KB[0] = max(_PEAK_RSS_KB[0], usage.ru_maxrss)
+    err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode != 0:
-        raise SystemExit(f"benchmark step failed: {' '.join(cmd)}\n{proc.stderr.decode()[-2000:]}")
+        raise SystemExit(f"benchmark step failed: {' '.join(cmd)}\n{err[-2000:]}")
+
+
+def run(cmd: list[str], cwd: Path | None = None) -> None:
+    finish(start(cmd, cwd), cmd)
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine spent busy (user+nice+system+irq+softirq), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = sum(int(fields[i]) for i in (0, 1, 2, 5, 6))
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def measure(servers: list[Nginx], step: Callable[[], None]) -> Sample:
-    """Wall time, children's CPU time, and what the servers' logs saw during ``step``."""
+    """Wall time, client CPU and peak RSS, what the servers' logs saw, and the server's CPU
+    (the machine's busy time minus the client's: client and server share these cores)."""
     for s in servers:
         s.clear_log()
+    _PEAK_RSS_KB[0] = 0
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy0 = busy_cpu_seconds()
     t0 = time.perf_counter()
     step()
     wall = time.perf_counter() - t0
+    busy = busy_cpu_seconds() - busy0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     entries = [e for s in servers for e in s.log_entries()]
-    return Sample(wall, cpu, sum(e.bytes for e in entries), len(entries))
+    return Sample(
+        wall,
+        cpu,
+        sum(e.bytes for e in entries),
+        len(entries),
+        rss_mb=_PEAK_RSS_KB[0] / 1024,
+        server_cpu=max(0.0, busy - cpu),
+    )
 
 
 def stop_daemon(repo: Path) -> None:
@@ -136,23 +175,30 @@ class Bench:
         ):
             both = [static, smart]
             dumb_url, smart_url = static.url("bench.git"), smart.url("bench.git")
-            blob = self.pick_blob(repo)
+            blobs = (self.old_blob(repo, 0.6), self.old_blob(repo, 0.5))
             for i in range(self.runs):
                 print(f"run {i + 1}/{self.runs}", flush=True)
                 self.clones(both, dumb_url, smart_url, i)
-                self.on_demand(both, dumb_url, smart_url, blob)
+                self.on_demand(both, dumb_url, smart_url, blobs)
         self.report(meta)
 
-    @staticmethod
-    def pick_blob(repo: Path) -> str:
-        """A blob of an old version of a file: what a user asks for with `git show OLD:PATH`."""
-        out = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD~3000:src/core/hot.py"],
+    def old_blob(self, repo: Path, share: float) -> str:
+        """A blob of an old version of the hot file (``share`` of the way back in history):
+        what a user asks for with `git show OLD:PATH`."""
+        hot = self.meta["hot_file"]
+        revs = subprocess.run(
+            ["git", "-C", str(repo), "log", "--format=%H", "--", hot],
             capture_output=True,
             text=True,
             check=True,
-        )
-        return out.stdout.strip()
+        ).stdout.split()
+        rev = revs[int(len(revs) * share)]
+        return subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", f"{rev}:{hot}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
 
     def clones(self, both: list[Nginx], dumb_url: str, smart_url: str, i: int) -> None:
         lazy = self.fresh("lazy")
@@ -182,6 +228,7 @@ class Bench:
                 ),
             ),
         )
+        self.concurrent(both, dumb_url, smart_url)
         if i == 0:  # the full clones are slow and steady: one run is enough
             full = self.fresh("full-smart")
             self.record(
@@ -200,7 +247,39 @@ class Bench:
                 ),
             )
 
-    def on_demand(self, both: list[Nginx], dumb_url: str, smart_url: str, blob: str) -> None:
+    def concurrent(self, both: list[Nginx], dumb_url: str, smart_url: str) -> None:
+        """CONCURRENT clones at once: total time and what it costs the server."""
+        op = f"{CONCURRENT} concurrent clones --no-checkout"
+        for tool, argv in (
+            ("lazygit", lambda d: ["lazygit", "clone", "-q", "--no-checkout", dumb_url, d]),
+            (
+                "git partial (smart)",
+                lambda d: [
+                    "git",
+                    "clone",
+                    "-q",
+                    "--filter=blob:none",
+                    "--no-checkout",
+                    smart_url,
+                    d,
+                ],
+            ),
+        ):
+            dests = [str(self.fresh(f"conc{k}")) for k in range(CONCURRENT)]
+
+            def step(argv=argv, dests=dests) -> None:
+                procs = [(start(argv(d)), argv(d)) for d in dests]
+                for proc, cmd in procs:
+                    finish(proc, cmd)
+
+            self.record(op, tool, measure(both, step))
+            for d in dests:
+                stop_daemon(Path(d))
+
+    def on_demand(
+        self, both: list[Nginx], dumb_url: str, smart_url: str, blobs: tuple[str, str]
+    ) -> None:
+        blob, other = blobs
         lazy = self.fresh("lazy-od")
         run(["lazygit", "clone", "-q", "--no-checkout", dumb_url, str(lazy)])
         part = self.fresh("partial-od")
@@ -215,13 +294,6 @@ class Bench:
             measure(both, lambda: run(show, cwd=part)),
         )
         # Warm: the daemon is up; ask for another old blob.
-        other = subprocess.run(
-            ["git", "-C", str(part), "rev-parse", "HEAD~2500:src/core/hot.py"],
-            capture_output=True,
-            text=True,
-            check=True,
-            env={**GIT_ENV, "GIT_NO_LAZY_FETCH": "1"},
-        ).stdout.strip()
         show2 = ["git", "cat-file", "-p", other]
         self.record(
             "one missing blob (warm daemon)", "lazygit", measure(both, lambda: run(show2, cwd=lazy))
@@ -244,6 +316,40 @@ class Bench:
         )
         stop_daemon(lazy)
 
+    def plots(self) -> list[str]:
+        """One PNG bar chart per operation (median wall time per tool); markdown links."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        out_dir = ROOT / "docs" / "benchmarks"
+        out_dir.mkdir(exist_ok=True)
+        for old in out_dir.glob("*.png"):
+            old.unlink()
+        links = []
+        ops = list(dict.fromkeys(op for op, _ in self.rows))
+        fig, axes = plt.subplots(len(ops), 1, figsize=(8, 1.6 * len(ops) + 0.6))
+        for ax, op in zip(axes if len(ops) > 1 else [axes], ops, strict=True):
+            rows = [r for (o, _), r in self.rows.items() if o == op]
+            names = [r.tool for r in rows]
+            walls = [r.median("wall") for r in rows]
+            colors = ["#2a7" if n == "lazygit" else "#889" for n in names]
+            ax.barh(names, walls, color=colors)
+            ax.set_title(op, fontsize=9, loc="left")
+            ax.tick_params(labelsize=8)
+            ax.invert_yaxis()
+            for y, w in enumerate(walls):
+                ax.text(w, y, f" {w:.2f} s", va="center", fontsize=7)
+        axes_last = axes[-1] if len(ops) > 1 else axes
+        axes_last.set_xlabel("wall seconds (median)", fontsize=8)
+        fig.tight_layout()
+        path = out_dir / "wall.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        links.append("![Median wall time per operation](benchmarks/wall.png)")
+        return links
+
     def report(self, meta: dict) -> None:
         lines = [
             "# Benchmarks",
@@ -257,8 +363,9 @@ class Bench:
             "files at HEAD; a gc'd pack with bitmap, a pushed pack without one, loose objects.",
             "Bytes and requests are what nginx sent (both the static and the smart server).",
             "",
-            "| operation | tool | wall s | client CPU s | bytes | requests | wall vs lazygit |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+            "| operation | tool | wall s | client CPU s | peak RSS MB | server CPU s | bytes "
+            "| requests | lazygit / tool (wall) |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         ops = list(dict.fromkeys(op for op, _ in self.rows))
         for op in ops:
@@ -267,14 +374,16 @@ class Bench:
                 if o != op:
                     continue
                 ratio = (
-                    "1.00"
+                    ""
                     if tool == "lazygit" or base is None
-                    else (f"lazygit = {base.median('wall') / row.median('wall'):.2f} x")
+                    else f"{base.median('wall') / row.median('wall'):.2f}"
                 )
                 lines.append(
                     f"| {op} | {tool} | {row.median('wall'):.3f} | {row.median('cpu'):.2f} | "
+                    f"{row.median('rss_mb'):.0f} | {row.median('server_cpu'):.2f} | "
                     f"{row.median('bytes'):,.0f} | {row.median('requests'):.0f} | {ratio} |"
                 )
+        lines += ["", *self.plots()]
         text = "\n".join(lines) + "\n"
         print(text)
         target = ROOT / "docs" / "benchmarks.md"
