@@ -127,6 +127,213 @@ def version() -> None:
     typer.echo(f"lazygit {__version__}")
 
 
+@app.command()
+def prepare(
+    directory: Annotated[Path, typer.Argument(help="The bare repository on the server.")],
+    check: Annotated[
+        bool, typer.Option("--check", help="Only report; exit 1 when not ready. No changes.")
+    ] = False,
+    aggressive: Annotated[
+        bool,
+        typer.Option("--aggressive", help="Recompute deltas (repack -f): fewer ranges."),
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable report.")] = False,
+) -> None:
+    """Make a bare repository cheap to lazy-clone (one pack, bitmap, server info); report."""
+    import json
+
+    from lazygit.prepare import analyze, summary_lines
+    from lazygit.prepare import prepare as do_prepare
+
+    if check:
+        report = analyze(directory)
+        if json_out:
+            typer.echo(json.dumps(report.to_json(), indent=1))
+        else:
+            for line in summary_lines(report):
+                typer.echo(line)
+        if not report.ready:
+            from lazygit.prepare import NotReadyError
+
+            raise NotReadyError(directory)
+        return
+    result = do_prepare(
+        directory, aggressive=aggressive, on_command=None if json_out else typer.echo
+    )
+    if json_out:
+        doc = {
+            "commands": result.commands,
+            "before": result.before.to_json(),
+            "after": result.after.to_json(),
+        }
+        typer.echo(json.dumps(doc, indent=1))
+        return
+    b, a = result.before, result.after
+    typer.echo(
+        f"before: {len(b.packs)} pack(s), {sum(p.ranges for p in b.packs):,} ranges, "
+        f"{_size(b.clone_bytes)} for a lazy clone, {b.loose_objects:,} loose objects"
+    )
+    for line in summary_lines(a):
+        typer.echo(line)
+
+
+@app.command()
+def doctor(
+    url: Annotated[
+        str | None, typer.Argument(help="Check this server instead of the current clone's.")
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Also verify every object of the local packs.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable report.")] = False,
+) -> None:
+    """Check git, git-remote-lazy, the daemon, the server and the local packs; name fixes."""
+    import json
+
+    from lazygit.doctor import doctor as do_doctor
+
+    def show(c: object) -> None:
+        from lazygit.doctor import DoctorReport
+
+        for line in DoctorReport([c]).lines():  # type: ignore[list-item]
+            typer.echo(line)
+
+    report = do_doctor(url, full=full, on_check=None if json_out else show)
+    if json_out:
+        typer.echo(json.dumps(report.to_json(), indent=1))
+    if report.failed:
+        from lazygit.doctor import DoctorFailedError
+
+        raise DoctorFailedError(report)
+
+
+@app.command()
+def status(
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable report.")] = False,
+) -> None:
+    """How much of HEAD is local, what was read from the server, the daemon's counters."""
+    import json
+
+    from lazygit.doctor import status as do_status
+
+    report = do_status(".")
+    if json_out:
+        typer.echo(json.dumps(report.to_json(), indent=1))
+        return
+    for line in report.lines():
+        typer.echo(line)
+
+
+sparse_app = typer.Typer(no_args_is_help=True, help="Cone-mode sparse checkout, hydrated first.")
+app.add_typer(sparse_app, name="sparse")
+
+
+def _sparse_summary(quiet: bool, result: object, what: str) -> None:
+    from lazygit.sparsecmd import describe
+
+    _say(quiet, describe(result.hydrate, what))  # type: ignore[attr-defined]
+
+
+@sparse_app.command("set")
+def sparse_set_cmd(
+    dirs: Annotated[list[str], typer.Argument(help="Directories of the cone.")],
+    quiet: Quiet = False,
+) -> None:
+    """Set the cone: fetch its files in one batch, then update the working tree."""
+    from lazygit.localrepo import LocalRepo
+    from lazygit.progress import Progress
+    from lazygit.sparsecmd import sparse_set
+
+    with Progress(quiet) as progress:
+        result = sparse_set(LocalRepo.find("."), dirs, progress=progress)
+    _sparse_summary(quiet, result, "sparse set")
+
+
+@sparse_app.command("add")
+def sparse_add_cmd(
+    dirs: Annotated[list[str], typer.Argument(help="Directories to add to the cone.")],
+    quiet: Quiet = False,
+) -> None:
+    """Widen the cone: fetch the new files in one batch, then update the working tree."""
+    from lazygit.localrepo import LocalRepo
+    from lazygit.progress import Progress
+    from lazygit.sparsecmd import sparse_set
+
+    with Progress(quiet) as progress:
+        result = sparse_set(LocalRepo.find("."), dirs, add=True, progress=progress)
+    _sparse_summary(quiet, result, "sparse add")
+
+
+@sparse_app.command("list")
+def sparse_list_cmd() -> None:
+    """Print the cone's directories."""
+    from lazygit.localrepo import LocalRepo
+    from lazygit.sparsecmd import cone_dirs
+
+    dirs = cone_dirs(LocalRepo.find("."))
+    if dirs is None:
+        typer.echo("sparse checkout is off", err=True)
+        return
+    for d in dirs:
+        typer.echo(d)
+
+
+@sparse_app.command("disable")
+def sparse_disable_cmd(quiet: Quiet = False) -> None:
+    """Check out every file: fetch them in one batch first."""
+    from lazygit.localrepo import LocalRepo
+    from lazygit.progress import Progress
+    from lazygit.sparsecmd import sparse_disable
+
+    with Progress(quiet) as progress:
+        result = sparse_disable(LocalRepo.find("."), progress=progress)
+    _sparse_summary(quiet, result, "sparse disable")
+
+
+@app.command()
+def offline(
+    state: Annotated[str | None, typer.Argument(help="on or off (none: show the state).")] = None,
+) -> None:
+    """Stop (on) or resume (off) fetching: missing objects then fail at once."""
+    from lazygit.localrepo import LocalRepo
+    from lazygit.sparsecmd import is_offline, set_offline
+
+    repo = LocalRepo.find(".")
+    if state is not None:
+        if state not in ("on", "off"):
+            raise LazyGitError(f"unknown state {state!r}", "use lazygit offline on|off")
+        set_offline(repo, state == "on")
+    typer.echo(f"lazygit is {'offline' if is_offline(repo) else 'online'}")
+
+
+@app.command(context_settings={"allow_interspersed_args": True})
+def prefetch(
+    words: Annotated[
+        list[str] | None,
+        typer.Argument(help="Revisions (default HEAD), then a pathspec to limit them."),
+    ] = None,
+    history: Annotated[
+        list[str] | None,
+        typer.Option("--history", help="Every version of these paths (repeatable)."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only versions from commits newer than this.")
+    ] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Hydrate blobs ahead of time: trees of revisions, or the history of paths."""
+    from lazygit.localrepo import LocalRepo
+    from lazygit.progress import Progress
+    from lazygit.sparsecmd import describe
+    from lazygit.sparsecmd import prefetch as do_prefetch
+
+    with Progress(quiet) as progress:
+        result = do_prefetch(
+            LocalRepo.find("."), words or [], history=history or [], since=since, progress=progress
+        )
+    _say(quiet, describe(result, "prefetch"))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: expected failures are one line on stderr and a non-zero exit."""
     try:

@@ -48,6 +48,28 @@ class Settings:
     prestartDaemon: bool = True
     #: Bytes of server pack blocks the daemon keeps in memory.
     blockCacheBytes: int = 64 * MiB
+    #: Attempts after a transient failure (connection lost, timeout, truncated body, HTTP 5xx
+    #: or 429) before giving up; Git LFS uses 8.
+    retries: int = 6
+    #: Seconds before the first retry; doubled for each further one, with random jitter.
+    retryBackoff: float = 0.25
+    #: Most seconds between two attempts; also caps a server's Retry-After.
+    retryMaxDelay: float = 10.0
+    #: How a password from git's credential helpers is sent: ``basic``, or ``bearer`` (the
+    #: password is a token sent as ``Authorization: Bearer``).
+    authType: str = "basic"
+    #: Bytes (as stored in the server pack) the daemon may add to one lazy fetch for what git
+    #: will ask next (blame: older versions, log -p: next commits, grep: rest of the tree);
+    #: 0 turns history-aware prefetch off.
+    prefetchBytes: int = 32 * MiB
+    #: Blobs a `lazygit prefetch` run fetches per batch (each batch is one pack, so an
+    #: interrupted run keeps the finished batches).
+    prefetchBatch: int = 2000
+    #: Lazy fetches of blobs outside the sparse-checkout cone: allow, warn (fetch and log) or
+    #: deny (fail with how to widen the cone) -- the guard against IDE hydration storms.
+    outsideCone: str = "allow"
+    #: Fetch nothing: a missing object fails at once (`lazygit offline on|off`).
+    offline: bool = False
     #: Extra git-config values that were set but are unknown (kept for `lazygit doctor`).
     unknown: dict[str, str] = field(default_factory=dict, repr=False)
 

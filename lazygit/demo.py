@@ -70,6 +70,7 @@ def run_demo(workdir: Path | None, size: str, quiet: bool) -> Iterator[str]:
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="lazygit-demo-")
         workdir = Path(tmp.name)
+    workdir = workdir.resolve()
     try:
         root = workdir / "server"
         root.mkdir(parents=True, exist_ok=True)

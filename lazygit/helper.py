@@ -8,6 +8,7 @@ shared/research/git-integration.md.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -20,6 +21,17 @@ _HEX = frozenset("0123456789abcdef")
 
 def _is_oid(name: str) -> bool:
     return len(name) == 40 and set(name) <= _HEX
+
+
+def _is_lazy_fetch() -> bool:
+    """True when git runs us to fill in missing objects rather than for `git fetch`.
+
+    git sends `option from-promisor 1` for both in a partial clone; only its lazy fetch runs
+    `git -c fetch.negotiationAlgorithm=noop fetch ...`, which reaches us in
+    GIT_CONFIG_PARAMETERS (measured on git 2.39.5).
+    """
+    params = os.environ.get("GIT_CONFIG_PARAMETERS", "").lower()
+    return "'fetch.negotiationalgorithm'='noop'" in params
 
 
 class RemoteHelper:
@@ -75,7 +87,7 @@ class RemoteHelper:
         return "ok"
 
     def _list(self) -> None:
-        if self.from_promisor:
+        if self.from_promisor and _is_lazy_fetch():
             self._send("\n")  # a lazy fetch asks for objects by id: it needs no refs
             return
         reply = daemonclient.request(self.git_dir, {"op": "list"})
