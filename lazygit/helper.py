@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
-from typing import TextIO
 
 from lazygit import daemonclient
 from lazygit.errors import LazyGitError
+
+# `typing` costs ~15 ms to import: on this per-batch path its names are for checkers only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -43,10 +46,10 @@ class RemoteHelper:
         self.err = err
         self.progress = False
         self.from_promisor = False
-        self._git_dir: Path | None = None
+        self._git_dir: str | None = None
 
     @property
-    def git_dir(self) -> Path:
+    def git_dir(self) -> str:
         if self._git_dir is None:
             self._git_dir = daemonclient.common_git_dir()
         return self._git_dir

@@ -7,9 +7,12 @@ this module is standard library only and does no work at import time.
 
 from __future__ import annotations
 
-from typing import BinaryIO
-
 from lazygit.errors import CorruptDataError
+
+# Imported on the read-object hook's start path: no `typing` at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 #: Largest whole packet git sends or accepts (LARGE_PACKET_MAX).
 MAX_PKT = 65520
