@@ -24,15 +24,33 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lazygit import __version__
 from lazygit.errors import DaemonError, LazyGitError
 from lazygit.localrepo import LocalRepo
 
+if TYPE_CHECKING:
+    from lazygit.prefetch import HistoryIndex, Intent, Predictor
+
 MAX_REQUEST = 64 << 20
 #: A Unix socket path must fit in sockaddr_un (108 bytes on Linux) with room to spare.
 MAX_SOCKET_PATH = 100
+#: Seconds a request of blame / log -p / grep waits for the history index on a cold daemon
+#: (the index lets its first batch carry what the command reads next).
+HISTORY_WAIT = 3.0
+#: Seconds a request waits for the history index to decide the sparse-cone policy.
+POLICY_WAIT = 10.0
+#: Seconds between checks whether the refs moved (the history index is then rebuilt).
+HISTORY_RECHECK = 5.0
+
+
+class OfflineError(DaemonError):
+    """``lazygit.offline`` is on and git asked for an object that is not local."""
+
+
+class OutsideConeError(DaemonError):
+    """``lazygit.outsideCone=deny`` and git asked for a blob outside the sparse cone."""
 
 
 def socket_path(git_dir: Path) -> Path:
@@ -150,7 +168,153 @@ class Daemon:
         self.last_active = time.monotonic()
         self.active = 0
         self.counters = {"requests": 0, "batches": 0, "objects": 0, "bytes": 0, "errors": 0}
+        self.counters.update(prefetched=0, prefetch_triggers=0, denied=0)
         self.counter_lock = threading.Lock()
+        self._config_stamp = self._config_mtimes()
+        self._cone: tuple[object, Any] = (None, None)
+        self.history: HistoryIndex | None = None
+        self.predictor: Predictor | None = None
+        self.history_ready = threading.Event()
+        self._history_checked = 0.0
+        self._history_lock = threading.Lock()
+        threading.Thread(target=self._load_history, name="history", daemon=True).start()
+
+    # -- settings, history, cone --------------------------------------------------------
+    def _config_mtimes(self) -> tuple[float, ...]:
+        paths = [self.git_dir / "config", Path.home() / ".gitconfig"]
+        xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        paths.append(Path(xdg) / "git" / "config")
+        out = []
+        for p in paths:
+            try:
+                out.append(p.stat().st_mtime_ns)
+            except OSError:
+                out.append(0)
+        return tuple(out)
+
+    def refresh_settings(self) -> None:
+        """Re-read git config when a config file changed (offline, outsideCone, budgets)."""
+        from lazygit.config import Settings
+
+        stamp = self._config_mtimes()
+        if stamp != self._config_stamp:
+            self._config_stamp = stamp
+            self.settings = Settings.load(self.git_dir)
+
+    def _load_history(self) -> None:
+        from lazygit.prefetch import Predictor, load_or_build
+
+        try:
+            index = load_or_build(self.git_dir, self.repo.state_dir / "history.idx")
+        except Exception:  # prefetch is an optimisation: never take the daemon down
+            self.log_exception()
+            self.history_ready.set()
+            return
+        self.history = index
+        self.predictor = Predictor(
+            self.git_dir, index, is_local=self.local.__contains__, size_of=self._pack_size
+        )
+        self._history_checked = time.monotonic()
+        self.history_ready.set()
+        self.log(f"history index: {len(index.commits)} commits, {len(index.paths)} paths")
+
+    def _recheck_history(self) -> None:
+        """Rebuild the history index in the background when the refs moved."""
+        from lazygit.prefetch import index_key
+
+        now = time.monotonic()
+        if not self.history_ready.is_set() or now - self._history_checked < HISTORY_RECHECK:
+            return
+        if not self._history_lock.acquire(blocking=False):
+            return
+        try:
+            self._history_checked = now
+            if self.history is not None and index_key(self.git_dir) != self.history.key:
+                self.history_ready.clear()
+                threading.Thread(target=self._load_history, name="history", daemon=True).start()
+        finally:
+            self._history_lock.release()
+
+    def _pack_size(self, oid: bytes) -> int | None:
+        loc = self.catalog.locate(oid)
+        if loc is None:
+            return None
+        return loc[0].pack.extent_at(loc[1]).length
+
+    def cone(self) -> Any:
+        """The sparse-checkout matcher (re-read when the patterns or config change)."""
+        from lazygit.sparse import matcher
+
+        path = self.git_dir / "info" / "sparse-checkout"
+        try:
+            stamp: object = (path.stat().st_mtime_ns, self._config_stamp)
+        except OSError:
+            stamp = (0, self._config_stamp)
+        if self._cone[0] != stamp:
+            self._cone = (stamp, matcher(self.repo))
+        return self._cone[1]
+
+    def _check_cone(self, missing: list[bytes]) -> list[str]:
+        """Apply lazygit.outsideCone to the requested blobs; return warning lines."""
+        policy = self.settings.outsideCone.strip().lower()
+        if policy not in ("warn", "deny"):
+            return []
+        match = self.cone()
+        if match is None:
+            return []
+        self.history_ready.wait(POLICY_WAIT)
+        index = self.history
+        if index is None:
+            return []
+        warnings = []
+        for oid in missing:
+            paths = index.paths_of(oid)
+            if not paths or any(match(p) for p in paths):
+                continue  # unknown paths are allowed
+            path = min(paths)
+            if policy == "deny":
+                with self.counter_lock:
+                    self.counters["denied"] += 1
+                self.log(f"denied {oid.hex()} ({path}): outside the sparse cone")
+                raise OutsideConeError(
+                    f"lazygit refused blob {oid.hex()[:12]} ({path}): it is outside the "
+                    "sparse-checkout cone",
+                    f"widen the cone: lazygit sparse add {os.path.dirname(path) or path}, or "
+                    "allow such fetches: git config lazygit.outsideCone allow",
+                )
+            line = f"warning: fetching {path} ({oid.hex()[:12]}), outside the sparse cone"
+            self.log(line)
+            warnings.append(line)
+        return warnings
+
+    def plan_prefetch(self, missing: list[bytes], pid: int | None) -> list[bytes]:
+        """Blobs git will ask for next (prefetch.py), to fetch with this request."""
+        from lazygit.prefetch import requester_intent
+
+        budget = self.settings.prefetchBytes
+        if budget <= 0 or not missing:
+            return []
+        intent = requester_intent(pid)
+        if not self.history_ready.is_set() and _heavy(intent):
+            self.history_ready.wait(HISTORY_WAIT)
+        self._recheck_history()
+        predictor = self.predictor
+        if predictor is None or not self.history_ready.is_set():
+            return []
+        cone = self.cone()
+        strict = self.settings.outsideCone.strip().lower() == "deny"
+        plan = predictor.plan(
+            missing, intent, budget, allowed_tree=cone, allowed_history=cone if strict else None
+        )
+        if plan.oids:
+            with self.counter_lock:
+                self.counters["prefetched"] += len(plan.oids)
+                self.counters["prefetch_triggers"] += 1
+            who = f"git {intent.command}" if intent.command else "unknown requester"
+            self.log(
+                f"prefetch: {len(plan.oids)} blobs (~{plan.bytes} bytes) for {plan.reason} ({who})"
+            )
+        return plan.oids
 
     # -- work ---------------------------------------------------------------------------
     def run_batch(self, oids: list[bytes]) -> dict[str, Any]:
@@ -175,10 +339,25 @@ class Daemon:
             "seconds": round(stats.seconds, 4),
         }
 
-    def fetch(self, hex_oids: list[str]) -> dict[str, Any]:
+    def fetch(self, hex_oids: list[str], pid: int | None = None) -> dict[str, Any]:
         oids = _parse_oids(hex_oids)
         t0 = time.monotonic()
-        deps = self.batcher.submit(oids)
+        self.refresh_settings()
+        missing = self.local.missing(oids)
+        warnings: list[str] = []
+        extra: list[bytes] = []
+        if missing:
+            if self.settings.offline:
+                raise OfflineError(
+                    f"lazygit is offline: object {missing[0].hex()} is not local",
+                    "lazygit offline off to fetch",
+                )
+            warnings = self._check_cone(missing)
+            try:
+                extra = self.plan_prefetch(missing, pid)
+            except Exception:  # an optimisation only: the request itself must go on
+                self.log_exception()
+        deps = self.batcher.submit(oids + extra)
         deadline = t0 + self.settings.daemonTimeout
         for batch in deps:
             if not batch.done.wait(max(0.0, deadline - time.monotonic())):
@@ -194,12 +373,21 @@ class Daemon:
             for key in reply:
                 reply[key] += batch.stats.get(key, 0)
         reply["seconds"] = round(time.monotonic() - t0, 4)
+        if extra:
+            reply["prefetched"] = len(extra)
+        if warnings:
+            reply["warnings"] = warnings
         return reply
 
     def update(self, hex_oids: list[str]) -> dict[str, Any]:
         from lazygit.maintenance import consolidate_if_needed
 
         tips = _parse_oids(hex_oids)
+        self.refresh_settings()
+        if self.settings.offline and self.local.missing(tips):
+            raise OfflineError(
+                "lazygit is offline: cannot fetch from the server", "lazygit offline off to fetch"
+            )
         with self.write_lock:
             stats = self.engine.update(tips)
             consolidate_if_needed(self.repo, self.settings.maxPromisorPacks)
@@ -237,17 +425,23 @@ class Daemon:
         )
         return out
 
-    def handle(self, message: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, message: dict[str, Any], pid: int | None = None) -> dict[str, Any]:
         op = message.get("op")
         with self.counter_lock:
             self.counters["requests"] += 1
         if op == "ping":
             return {"pid": os.getpid(), "version": __version__}
         if op == "fetch":
-            return self.fetch(message.get("oids") or [])
+            return self.fetch(message.get("oids") or [], pid)
         if op == "update":
             return self.update(message.get("oids") or [])
         if op == "list":
+            self.refresh_settings()
+            if self.settings.offline:
+                raise OfflineError(
+                    "lazygit is offline: cannot list the server's refs",
+                    "lazygit offline off to fetch",
+                )
             return self.list_refs()
         if op == "stats":
             return self.stats()
@@ -263,6 +457,23 @@ class Daemon:
 
     def log_exception(self) -> None:
         self.log("unexpected error:\n" + traceback.format_exc())
+
+
+_GIT_REPO_ENV = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_PREFIX",
+    "GIT_CONFIG_PARAMETERS",  # `git -c k=v CMD` of the one command that started us
+)
+
+
+def _heavy(intent: Intent) -> bool:
+    """Commands that read many blobs one at a time: worth waiting for the history index."""
+    return intent.command in ("blame", "grep", "checkout", "restore", "archive") or intent.is_log
 
 
 def _parse_oids(hex_oids: Any) -> list[bytes]:
@@ -287,7 +498,7 @@ class _Handler(socketserver.StreamRequestHandler):
         creds = self.request.getsockopt(
             socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
         )
-        _pid, uid, _gid = struct.unpack("3i", creds)
+        peer_pid, uid, _gid = struct.unpack("3i", creds)
         if uid != os.getuid():
             daemon.log(f"refused a connection from uid {uid}")
             return
@@ -310,7 +521,7 @@ class _Handler(socketserver.StreamRequestHandler):
                         threading.Thread(target=self.server.shutdown, daemon=True).start()
                         return
                     try:
-                        reply = {"ok": True, **daemon.handle(message)}
+                        reply = {"ok": True, **daemon.handle(message, peer_pid)}
                     except LazyGitError as exc:
                         reply = {"ok": False, "error": str(exc)}
                         daemon.counters["errors"] += 1
@@ -350,6 +561,11 @@ def _idle_watch(server: _Server, daemon: Daemon) -> None:
 
 def serve(git_dir: Path) -> int:
     """Run the daemon for ``git_dir`` until idle; return 0 at once if one is running."""
+    # git runs the helper that spawns us with GIT_DIR (often relative: ".git") and friends
+    # set; every git command the daemon runs names its repository itself, and a relative
+    # GIT_DIR would point it elsewhere (settings silently read from nowhere).
+    for name in _GIT_REPO_ENV:
+        os.environ.pop(name, None)
     state = git_dir / "lazygit"
     state.mkdir(exist_ok=True)
     lock = open(state / "daemon.lock", "a+")  # noqa: SIM115 - held for the daemon's life

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -281,6 +281,9 @@ def fetch_metadata(
             plans.append((h, entries, merged))
         task = progress.task("commits and trees", total=sum(e.length for *_, m in plans for e in m))
 
+        # With several packs, a delta may name a base copied from another pack by id.
+        several_packs = len(plans) > 1
+
         def write(out: IO[bytes]) -> None:
             writer = PackWriter(out, count)
             for h, entries, merged in plans:
@@ -295,7 +298,8 @@ def fetch_metadata(
                         while entry.start >= ext.end:
                             ext, data = next(stream)
                         raw = _slice(ext, data, entry)
-                    writer.add_entry(h.name, entry.start, raw, h.pack.oid_at)
+                    oid = h.pack.oid_at(entry.start) if several_packs else None
+                    writer.add_entry(h.name, entry.start, raw, h.pack.oid_at, oid)
             for obj in loose:
                 writer.add_object(obj.type_num, obj.content)
             writer.finish()
@@ -509,15 +513,59 @@ class FetchEngine:
     ) -> str:
         count = len(spooled) + len(loose)
 
+        def read(key: tuple[int, int]) -> bytes:
+            pos, length = spooled[key]
+            spool.seek(pos)
+            return spool.read(length)
+
         def write(out: IO[bytes]) -> None:
             writer = PackWriter(out, count)
-            for pno, offset in sorted(spooled):  # bases precede their OFS deltas
-                pos, length = spooled[(pno, offset)]
-                spool.seek(pos)
+            for pno, offset in self._base_first_order(spooled, read):
                 h = self.catalog.packs[pno]
-                writer.add_entry(h.name, offset, spool.read(length), h.pack.oid_at)
+                writer.add_entry(
+                    h.name, offset, read((pno, offset)), h.pack.oid_at, h.pack.oid_at(offset)
+                )
             for obj in loose:
                 writer.add_object(obj.type_num, obj.content)
             writer.finish()
 
         return self.repo.index_pack(write, promisor=PROMISOR_MESSAGE)
+
+    def _base_first_order(
+        self,
+        spooled: dict[tuple[int, int], tuple[int, int]],
+        read: Callable[[tuple[int, int]], bytes],
+    ) -> list[tuple[int, int]]:
+        """Pack order, except that a delta whose base is in this batch (possibly read from
+        another server pack) comes after that base, so the writer can name it by offset."""
+        key_of = {self.catalog.packs[p].pack.oid_at(o): (p, o) for p, o in spooled}
+        waiting: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+        for key in sorted(spooled):
+            header = parse_entry_header(read(key)[:HEADER_BYTES])
+            base: tuple[int, int] | None = None
+            if header.type == OFS_DELTA:
+                assert header.base_distance is not None
+                pack = self.catalog.packs[key[0]].pack
+                base_key = (key[0], key[1] - header.base_distance)
+                base = base_key if base_key in spooled else key_of.get(pack.oid_at(base_key[1]))
+            elif header.type == REF_DELTA:
+                assert header.base_oid is not None
+                base = key_of.get(header.base_oid)
+            if base is not None and base > key:
+                waiting[base].append(key)  # its base comes later in pack order
+        order: list[tuple[int, int]] = []
+        deferred = {k for ks in waiting.values() for k in ks}
+
+        def emit(key: tuple[int, int]) -> None:
+            stack = [key]
+            while stack:
+                k = stack.pop()
+                order.append(k)
+                stack.extend(reversed(waiting.pop(k, [])))
+
+        for key in sorted(spooled):
+            if key not in deferred:
+                emit(key)
+        if len(order) != len(spooled):
+            raise CorruptDataError("delta bases in a batch form a cycle")
+        return order

@@ -94,7 +94,15 @@ class RemoteHelper:
             self._send("\n")  # a lazy fetch asks for objects by id: it needs no refs
             return
         reply = daemonclient.request(self.git_dir, {"op": "list"})
-        lines = [f"{oid} {name}\n" for oid, name in reply["refs"] if not name.endswith("^{}")]
+        # Each peeled line right after its tag, as in info/refs: git fetches a new annotated
+        # tag only when it sees what the tag points at.
+        peeled = {name[:-3]: oid for oid, name in reply["refs"] if name.endswith("^{}")}
+        lines = []
+        for oid, name in reply["refs"]:
+            if not name.endswith("^{}"):
+                lines.append(f"{oid} {name}\n")
+                if name in peeled:
+                    lines.append(f"{peeled[name]} {name}^{{}}\n")
         if reply.get("head"):
             lines.append(f"@{reply['head']} HEAD\n")
         self._send("".join(lines) + "\n")

@@ -141,6 +141,8 @@ class PackWriter:
         self._pos = 0
         # (server pack name, offset there) -> offset in this output
         self._written: dict[tuple[str, int], int] = {}
+        # object id -> offset in this output, for entries added with their id
+        self._by_oid: dict[bytes, int] = {}
         self.thin = False
         self._buf = bytearray()
         self._write(b"PACK" + struct.pack(">II", 2, count))
@@ -175,12 +177,19 @@ class PackWriter:
         offset: int,
         data: bytes | memoryview,
         base_oid_at: Callable[[int], bytes],
+        oid: bytes | None = None,
     ) -> None:
-        """Copy a raw server entry. OFS_DELTA whose base (pack, offset-distance) was already
-        written here: distance rewritten for the new positions. Otherwise: converted to
-        REF_DELTA naming base_oid_at(base offset). REF_DELTA passes through."""
+        """Copy a raw server entry (its id is ``oid``, if the caller knows it).
+
+        A delta whose base is already in this pack -- found by (pack, offset) or, for entries
+        added with their ``oid``, by object id -- becomes an OFS_DELTA with the distance for
+        the new positions.  Otherwise it names its base by id (REF_DELTA, ``thin`` set for an
+        OFS_DELTA).  In-pack bases must never be left as REF_DELTA: git 2.39's
+        ``index-pack --fix-thin`` then tries to fetch them lazily when the pack is thin.
+        """
         h = parse_entry_header(data)
-        body = memoryview(data)[h.header_len :]
+        new_base: int | None = None
+        base_oid: bytes | None = None
         if h.type == OFS_DELTA:
             assert h.base_distance is not None
             base_offset = offset - h.base_distance
@@ -189,23 +198,28 @@ class PackWriter:
                     f"{pack}: delta at {offset} names a base before the pack start"
                 )
             new_base = self._written.get((pack, base_offset))
-            if new_base is not None:
-                here = self._next()
-                header = encode_type_size(OFS_DELTA, h.size) + encode_ofs_distance(here - new_base)
-            else:
+            if new_base is None:
                 base_oid = base_oid_at(base_offset)
                 if len(base_oid) != 20:
                     raise ValueError("base_oid_at must return a 20-byte oid")
-                here = self._next()
-                header = encode_type_size(REF_DELTA, h.size) + base_oid
-                self.thin = True
-            self._written[(pack, offset)] = here
-            self._write(header)
-            self._write(body)
-            return
+                new_base = self._by_oid.get(base_oid)
+        elif h.type == REF_DELTA:
+            base_oid = h.base_oid
+            new_base = self._by_oid.get(base_oid) if base_oid is not None else None
         here = self._next()
         self._written[(pack, offset)] = here
-        self._write(data)
+        if oid is not None:
+            self._by_oid[oid] = here
+        if new_base is not None:
+            self._write(encode_type_size(OFS_DELTA, h.size) + encode_ofs_distance(here - new_base))
+            self._write(memoryview(data)[h.header_len :])
+        elif h.type == OFS_DELTA:
+            assert base_oid is not None
+            self.thin = True
+            self._write(encode_type_size(REF_DELTA, h.size) + base_oid)
+            self._write(memoryview(data)[h.header_len :])
+        else:
+            self._write(data)
 
     def add_object(self, type_num: int, content: bytes) -> None:
         """Add a whole object (e.g. a loose one) with zlib-compressed content."""

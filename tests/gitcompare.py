@@ -95,8 +95,7 @@ def git(
     result = Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"git {' '.join(args)} failed in {repo} (exit {proc.returncode}):\n"
-            f"{result.err[-3000:]}"
+            f"git {' '.join(args)} failed in {repo} (exit {proc.returncode}):\n{result.err[-3000:]}"
         )
     return result
 
@@ -135,9 +134,27 @@ def compare(
 
 
 # -- the object store --------------------------------------------------------------------
+def local_objects(repo: Path) -> set[str]:
+    """Every object id in the local object store (reads no object; never fetches).
+
+    One process for all: ``git cat-file -e`` of a missing object in a partial clone walks
+    every promisor object first (~0.4 s each on the LARGE sample).
+    """
+    out = git(
+        repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)", env=NO_LAZY
+    ).text
+    return set(out.split())
+
+
+def missing_among(repo: Path, oids: Iterable[str]) -> list[str]:
+    """The ids among ``oids`` that are not in the local object store."""
+    have = local_objects(repo)
+    return [o for o in oids if o not in have]
+
+
 def has_object(repo: Path, oid: str) -> bool:
     """Whether ``oid`` is in the local object store (never fetches)."""
-    return git(repo, "cat-file", "-e", oid, env=NO_LAZY, check=False).returncode == 0
+    return not missing_among(repo, [oid])
 
 
 def missing_objects(repo: Path, *revs: str) -> list[str]:
@@ -165,7 +182,8 @@ def tree_blobs(repo: Path, rev: str, *paths: str) -> list[str]:
 
 def changed_blobs(repo: Path, *diff_args: str) -> list[str]:
     """Every blob on either side of ``git diff --raw --no-renames DIFF_ARGS`` (or log)."""
-    out = git(repo, *diff_args, "--raw", "--no-renames", "--no-abbrev", env=NO_LAZY).text
+    cmd, *rest = diff_args
+    out = git(repo, cmd, "--raw", "--no-renames", "--no-abbrev", *rest, env=NO_LAZY).text
     blobs: dict[str, None] = {}
     for line in out.splitlines():
         if not line.startswith(":"):

@@ -1,0 +1,777 @@
+"""History-aware prefetch: fetch what git will ask for next, before it asks.
+
+git in a partial clone asks for missing blobs one at a time in its commonest history
+commands: ``git blame`` one version of the file per request, ``git log -p`` one commit's diff
+per request, ``git grep PATTERN REV`` and ``git checkout REV -- PATH`` one file per request.
+Every request costs a ``git fetch`` process, a helper process and a batch (~0.15 s), so these
+commands crawl.  The daemon uses this module to recognise the patterns and to add the blobs
+the command will need next to the batch being fetched:
+
+- the *history index* (built from local commits and trees only, with ``GIT_NO_LAZY_FETCH``)
+  maps blob -> (commit, path), path -> versions, commit -> changed blobs;
+- the *requester's command line* (Linux ``/proc``: the helper's ancestors are ``git fetch``
+  and the git command that needs the blob) tells blame, log, grep and checkout apart at the
+  first request; without it, the sequence of requests tells them apart after two;
+- blame -> the older versions of the path; log -p -> the diffs of the next commits in walk
+  order (window growing 1.5x per trigger, or ``-N`` when given); grep/checkout/cat-file ->
+  the rest of the tree (restricted by the command's pathspec, or the requests' directory).
+
+Everything a trigger adds is bounded by ``lazygit.prefetchBytes`` (sizes as stored in the
+server pack) and by the sparse cone where that applies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import heapq
+import marshal
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lazygit.gitcmd import popen_git, run_git
+
+#: Cached index format; bump when the layout changes.
+INDEX_VERSION = 3
+#: Requests further apart than this do not form one pattern.
+PATTERN_SECONDS = 10.0
+#: Ref trees examined when guessing the tree a run of single-blob requests comes from.
+MAX_CANDIDATE_TREES = 64
+#: First log window without a ``-N`` hint, and its growth per trigger (bounds overfetch).
+LOG_FIRST_WINDOW = 16
+LOG_GROWTH = 1.5
+LOG_MAX_WINDOW = 4096
+#: First window of a tree run detected by pattern only, and its growth.
+TREE_FIRST_WINDOW = 64
+TREE_GROWTH = 2.0
+#: Size assumed for a blob in no server pack (a loose object of a recent push).
+LOOSE_GUESS = 4096
+
+_FETCHING_COMMANDS = frozenset({"fetch", "remote-lazy", "fetch-pack", "index-pack"})
+_LOG_COMMANDS = frozenset({"log", "whatchanged"})
+_DIFF_OPTIONS = frozenset(
+    {"-p", "-u", "--patch", "--stat", "--numstat", "--shortstat", "--dirstat", "--summary",
+     "--patch-with-stat", "--patch-with-raw", "--compact-summary", "--word-diff", "--check",
+     "--cc", "-c", "-m", "--full-diff"}
+)  # fmt: skip
+_TREE_COMMANDS = frozenset({"grep", "checkout", "restore", "archive", "switch", "reset"})
+#: git's global options that take a separate value.
+_GIT_VALUE_OPTIONS = frozenset({"-c", "-C", "--git-dir", "--work-tree", "--namespace"})
+
+
+# =========================================================================================
+# The history index.
+
+
+class HistoryIndex:
+    """Blob -> (commit, path), path -> versions, commit -> changes, from local history."""
+
+    def __init__(self) -> None:
+        self.commits: list[str] = []  # hex, in `git log --all` order (newest first)
+        self.pos: dict[str, int] = {}
+        self.dates: list[int] = []
+        self.parents: list[list[int]] = []
+        self.merge: list[bool] = []
+        self.changes: list[list[tuple[int, bytes | None, bytes | None]]] = []
+        self.paths: list[str] = []
+        self.path_id: dict[str, int] = {}
+        self.sites: dict[bytes, list[tuple[int, int]]] = {}  # oid -> [(commit, path id)]
+        self.versions: dict[int, list[tuple[int, bytes]]] = {}  # path -> [(commit, new oid)]
+        self.key = ""
+
+    # -- building -----------------------------------------------------------------------
+    @classmethod
+    def build(cls, git_dir: Path, key: str = "") -> HistoryIndex:
+        """Read every commit's changes (``git log --all --raw -m --root``); never fetches."""
+        index = cls()
+        index.key = key
+        proc = popen_git(
+            ["log", "--all", "--raw", "--no-abbrev", "--no-renames", "-m", "--root", "-z",
+             "--format=%x01%H %P %ct"],
+            env={"GIT_DIR": str(git_dir)},
+            stdin=None,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        data = proc.stdout.read()
+        proc.stdout.close()
+        proc.wait()
+        if proc.returncode != 0:
+            return index  # an empty repository: nothing to predict
+        index._parse(data)
+        return index
+
+    def _parse(self, data: bytes) -> None:
+        tokens = data.split(b"\0")
+        parents_hex: list[list[str]] = []
+        cur = -1
+        i = 0
+        n = len(tokens)
+        while i < n:
+            tok = tokens[i]
+            i += 1
+            if tok.startswith(b"\n"):
+                tok = tok[1:]
+            if not tok:
+                continue
+            if tok[:1] == b"\x01":
+                words = tok[1:].decode().split()
+                h = words[0]
+                if h in self.pos:
+                    cur = self.pos[h]  # -m: the same merge against its next parent
+                    continue
+                cur = len(self.commits)
+                self.pos[h] = cur
+                self.commits.append(h)
+                self.dates.append(int(words[-1]) if len(words) > 1 else 0)
+                parents_hex.append(words[1:-1])
+                self.merge.append(len(words) > 3)
+                self.changes.append([])
+                continue
+            if tok[:1] == b":" and i < n and cur >= 0:
+                meta = tok[1:].split()
+                path = tokens[i].decode("utf-8", "surrogateescape")
+                i += 1
+                if len(meta) < 5 or meta[0][:3] == b"160" or meta[1][:3] == b"160":
+                    continue  # submodules are commits, not blobs
+                if meta[0][:2] == b"04" or meta[1][:2] == b"04":
+                    continue
+                old = bytes.fromhex(meta[2].decode()) if meta[0] != b"000000" else None
+                new = bytes.fromhex(meta[3].decode()) if meta[1] != b"000000" else None
+                pid = self.path_id.get(path)
+                if pid is None:
+                    pid = self.path_id[path] = len(self.paths)
+                    self.paths.append(path)
+                self._add(cur, pid, old, new)
+        self.parents = [[self.pos[p] for p in ps if p in self.pos] for ps in parents_hex]
+
+    def _add(self, c: int, pid: int, old: bytes | None, new: bytes | None) -> None:
+        self.changes[c].append((pid, old, new))
+        for oid in (old, new):
+            if oid is not None:
+                sites = self.sites.setdefault(oid, [])
+                if (c, pid) not in sites[-2:]:
+                    sites.append((c, pid))
+        if new is not None:
+            vers = self.versions.setdefault(pid, [])
+            if not vers or vers[-1][1] != new or vers[-1][0] != c:
+                vers.append((c, new))
+
+    # -- disk cache ---------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        blob = marshal.dumps(
+            (INDEX_VERSION, self.key, self.commits, self.dates, self.parents, self.merge,
+             self.changes, self.paths, self.sites, self.versions)
+        )  # fmt: skip
+        tmp = path.with_name(f"{path.name}.{os.getpid()}")
+        tmp.write_bytes(blob)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path, key: str) -> HistoryIndex | None:
+        try:
+            data = marshal.loads(path.read_bytes())
+        except (OSError, ValueError, EOFError, TypeError):
+            return None
+        if not isinstance(data, tuple) or data[0] != INDEX_VERSION or data[1] != key:
+            return None
+        index = cls()
+        index.key = key
+        (_, _, index.commits, index.dates, index.parents, index.merge, index.changes,
+         index.paths, index.sites, index.versions) = data  # fmt: skip
+        index.pos = {h: i for i, h in enumerate(index.commits)}
+        index.path_id = {p: i for i, p in enumerate(index.paths)}
+        return index
+
+    # -- queries ------------------------------------------------------------------------
+    def paths_of(self, oid: bytes) -> set[str]:
+        return {self.paths[pid] for _, pid in self.sites.get(oid, ())}
+
+    def changed(self, c: int) -> set[bytes]:
+        """Blobs (both sides) a diff of commit ``c`` against its parent reads."""
+        out: set[bytes] = set()
+        for _, old, new in self.changes[c]:
+            if old is not None:
+                out.add(old)
+            if new is not None:
+                out.add(new)
+        return out
+
+    def commit_of_diff(self, oids: set[bytes], is_local: Callable[[bytes], bool]) -> int | None:
+        """The non-merge commit whose diff reads exactly these (missing) blobs, if any."""
+        first = next(iter(oids))
+        best: int | None = None
+        for c, _ in self.sites.get(first, ()):
+            if self.merge[c] or c == best:
+                continue
+            changed = self.changed(c)
+            exact = oids <= changed and all(o in oids or is_local(o) for o in changed)
+            if exact and (best is None or c < best):
+                best = c
+        return best
+
+    def version_path(self, oid: bytes) -> int | None:
+        """The path of which ``oid`` is a version (its newest site)."""
+        for _c, pid in self.sites.get(oid, ()):
+            if any(v == oid for _, v in self.versions.get(pid, ())):
+                return pid
+        return None
+
+
+def index_key(git_dir: Path) -> str:
+    """A digest of every ref and HEAD: the index is rebuilt when history changes."""
+    proc = run_git(
+        ["for-each-ref", "--format=%(objectname) %(refname)"],
+        env={"GIT_DIR": str(git_dir)},
+        check=False,
+    )
+    head = run_git(
+        ["rev-parse", "--verify", "-q", "HEAD"], env={"GIT_DIR": str(git_dir)}, check=False
+    )
+    return hashlib.sha1(proc.stdout + b"\n" + head.stdout).hexdigest()
+
+
+def load_or_build(git_dir: Path, cache: Path | None) -> HistoryIndex:
+    """The cached index when the refs are unchanged, else a fresh one (then cached)."""
+    key = index_key(git_dir)
+    if cache is not None:
+        index = HistoryIndex.load(cache, key)
+        if index is not None:
+            return index
+    index = HistoryIndex.build(git_dir, key)
+    if cache is not None:
+        with contextlib.suppress(OSError):
+            index.save(cache)
+    return index
+
+
+# =========================================================================================
+# Who is asking: the git command behind the helper (Linux /proc).
+
+
+@dataclass
+class Intent:
+    """The git command that needs the blobs, as far as its command line tells."""
+
+    command: str = ""
+    args: list[str] = field(default_factory=list)
+    pid: int = 0
+
+    @property
+    def is_log(self) -> bool:
+        if self.command not in _LOG_COMMANDS:
+            return False
+        return self.command == "whatchanged" or any(
+            a in _DIFF_OPTIONS or a.startswith(("-S", "-G", "--stat=", "-U", "--unified"))
+            for a in self.args
+        )
+
+    def max_count(self) -> int | None:
+        """``-N``, ``-n N``, ``--max-count=N`` of a log command."""
+        args = self.args
+        for i, a in enumerate(args):
+            if a == "--":
+                break
+            if a.startswith("--max-count="):
+                return _int(a[12:])
+            if a in ("-n", "--max-count") and i + 1 < len(args):
+                return _int(args[i + 1])
+            if a.startswith("-n") and a[2:].isdigit():
+                return int(a[2:])
+            if a[:1] == "-" and a[1:].isdigit():
+                return int(a[1:])
+        return None
+
+    def pathspec(self) -> list[str]:
+        """Arguments after ``--`` (the unambiguous pathspec), if any."""
+        if "--" in self.args:
+            return [a for a in self.args[self.args.index("--") + 1 :] if a]
+        return []
+
+    def words(self) -> list[str]:
+        """Non-option arguments before ``--`` (revisions, patterns, paths)."""
+        out = []
+        for a in self.args:
+            if a == "--":
+                break
+            if a.startswith("--source="):
+                out.append(a[9:])
+            elif not a.startswith("-"):
+                out.append(a)
+        return out
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _proc_argv(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return []
+    return [a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0") if a]
+
+
+def _proc_parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return 0
+    try:
+        return int(stat[stat.rindex(b")") + 2 :].split()[1])
+    except (ValueError, IndexError):
+        return 0
+
+
+def git_subcommand(argv: Sequence[str]) -> tuple[str, list[str]] | None:
+    """(subcommand, its arguments) of a git command line, or None if not git."""
+    if not argv:
+        return None
+    prog = os.path.basename(argv[0])
+    if prog.startswith("git-"):
+        return prog[4:], list(argv[1:])
+    if prog != "git":
+        return None
+    i = 1
+    while i < len(argv):
+        a = argv[i]
+        if a in _GIT_VALUE_OPTIONS:
+            i += 2
+            continue
+        if a.startswith("-"):
+            i += 1
+            continue
+        return a, list(argv[i + 1 :])
+    return None
+
+
+def requester_intent(pid: int | None, depth: int = 6) -> Intent:
+    """The first git command above ``pid`` that is not the lazy fetch machinery itself."""
+    if not pid:
+        return Intent()
+    p = pid
+    for _ in range(depth):
+        if p <= 1:
+            break
+        sub = git_subcommand(_proc_argv(p))
+        if sub is not None and sub[0] not in _FETCHING_COMMANDS:
+            return Intent(sub[0], sub[1], p)
+        p = _proc_parent(p)
+    return Intent()
+
+
+# =========================================================================================
+# Pathspecs.
+
+
+def pathspec_matcher(specs: Sequence[str]) -> Callable[[str], bool] | None:
+    """A matcher for git pathspecs (plain prefixes and globs; magic is ignored)."""
+    pats = [s for s in specs if s and not s.startswith(":")]
+    if not pats or any(p in (".", "./", "*") for p in pats):
+        return None
+    pats = [p[2:] if p.startswith("./") else p for p in pats]
+
+    def match(path: str) -> bool:
+        for p in pats:
+            if any(ch in p for ch in "*?["):
+                if fnmatch.fnmatchcase(path, p):
+                    return True
+            elif path == p.rstrip("/") or path.startswith(p.rstrip("/") + "/"):
+                return True
+        return False
+
+    return match
+
+
+# =========================================================================================
+# Trees.
+
+
+@dataclass
+class TreeListing:
+    """A tree's blobs in git's recursive order."""
+
+    paths: list[str]
+    oids: list[bytes]
+    by_path: dict[str, bytes]
+    members: set[bytes]
+
+
+def ls_tree(git_dir: Path, treeish: str) -> TreeListing | None:
+    proc = run_git(
+        ["ls-tree", "-r", "-z", "--full-tree", treeish], env={"GIT_DIR": str(git_dir)}, check=False
+    )
+    if proc.returncode != 0:
+        return None
+    paths: list[str] = []
+    oids: list[bytes] = []
+    for item in proc.stdout.split(b"\0"):
+        if not item:
+            continue
+        meta, _, path = item.partition(b"\t")
+        _mode, typ, hexid = meta.split()
+        if typ != b"blob":
+            continue
+        paths.append(path.decode("utf-8", "surrogateescape"))
+        oids.append(bytes.fromhex(hexid.decode()))
+    return TreeListing(paths, oids, dict(zip(paths, oids, strict=True)), set(oids))
+
+
+# =========================================================================================
+# The predictor.
+
+
+@dataclass
+class _LogSession:
+    seen: set[int] = field(default_factory=set)
+    heap: list[tuple[int, int]] = field(default_factory=list)
+    window: int = 0
+    last: float = 0.0
+    intent_pid: int = 0
+
+
+@dataclass
+class _TreeRun:
+    requests: list[tuple[bytes, str]] = field(default_factory=list)
+    last: float = 0.0
+    window: int = 0
+    candidates: list[str] | None = None  # tree oids
+
+
+@dataclass
+class Plan:
+    """What one request adds, and why (for the log)."""
+
+    oids: list[bytes] = field(default_factory=list)
+    reason: str = ""
+    bytes: int = 0
+
+
+class Predictor:
+    """Recognises blame / log / tree request patterns and names the blobs to add."""
+
+    def __init__(
+        self,
+        git_dir: Path,
+        index: HistoryIndex,
+        *,
+        is_local: Callable[[bytes], bool],
+        size_of: Callable[[bytes], int | None],
+    ) -> None:
+        self.git_dir = git_dir
+        self.index = index
+        self.is_local = is_local
+        self.size_of = size_of
+        self.lock = threading.Lock()
+        self.log = _LogSession()
+        self.tree_run = _TreeRun()
+        self.last_single: tuple[float, int | None, bytes] | None = None
+        self.trees: dict[str, TreeListing | None] = {}
+        self.rev_trees: dict[str, str | None] = {}
+        self._ref_trees: list[str] | None = None
+        self._exclude: set[bytes] = set()
+
+    # -- entry point ----------------------------------------------------------------------
+    def plan(
+        self,
+        oids: Sequence[bytes],
+        intent: Intent,
+        budget: int,
+        *,
+        allowed_tree: Callable[[str], bool] | None = None,
+        allowed_history: Callable[[str], bool] | None = None,
+    ) -> Plan:
+        """Blobs to fetch along with ``oids`` (the request's missing blobs).
+
+        ``allowed_tree`` limits tree prefetch (the sparse cone), ``allowed_history`` the
+        blame and log prefetch (the cone when out-of-cone fetches are denied anyway).
+        """
+        if not oids or budget <= 0:
+            return Plan()
+        with self.lock:
+            now = time.monotonic()
+            want = set(oids)
+            self._exclude = want
+            plan = self._plan(want, intent, budget, allowed_tree, allowed_history, now)
+            if len(want) == 1:
+                oid = next(iter(want))
+                self.last_single = (now, self.index.version_path(oid), oid)
+            else:
+                self.last_single = None
+            plan.oids = [o for o in dict.fromkeys(plan.oids) if o not in want]
+            return plan
+
+    def _plan(
+        self,
+        want: set[bytes],
+        intent: Intent,
+        budget: int,
+        allowed_tree: Callable[[str], bool] | None,
+        allowed: Callable[[str], bool] | None,
+        now: float,
+    ) -> Plan:
+        ix = self.index
+        cmd = intent.command
+        # blame: one version of a path at a time.
+        if len(want) == 1 and cmd not in _TREE_COMMANDS and not intent.is_log:
+            oid = next(iter(want))
+            pid = ix.version_path(oid)
+            if pid is not None and len(ix.versions.get(pid, ())) > 1:
+                prev = self.last_single
+                repeat = (
+                    prev is not None
+                    and now - prev[0] < PATTERN_SECONDS
+                    and prev[1] == pid
+                    and prev[2] != oid
+                )
+                if cmd == "blame" or (repeat and cmd not in ("cat-file",)):
+                    return self._blame(oid, pid, budget, allowed)
+        # log -p / --stat: exactly one commit's diff.
+        if cmd != "blame" and cmd not in _TREE_COMMANDS:
+            c = ix.commit_of_diff(want, self.is_local)
+            if c is not None and (cmd == "" or intent.is_log):
+                plan = self._log(c, intent, budget, allowed, now)
+                if plan is not None:
+                    return plan
+        # grep / checkout / cat-file --batch: files of one tree.
+        if len(want) <= 4 and cmd != "blame" and not intent.is_log:
+            return self._tree(want, intent, budget, allowed_tree, now)
+        return Plan()
+
+    # -- blame ----------------------------------------------------------------------------
+    def _blame(
+        self, oid: bytes, pid: int, budget: int, allowed: Callable[[str], bool] | None
+    ) -> Plan:
+        ix = self.index
+        path = ix.paths[pid]
+        if allowed is not None and not allowed(path):
+            return Plan()
+        versions = ix.versions.get(pid, [])
+        start = next((i for i, (_, v) in enumerate(versions) if v == oid), 0)
+        # The versions older than the one asked for, newest first: what blame reads next.
+        cands = [v for _, v in versions[start:]]
+        return self._take(cands, budget, f"blame {path}")
+
+    # -- log ------------------------------------------------------------------------------
+    def _log(
+        self,
+        c: int,
+        intent: Intent,
+        budget: int,
+        allowed: Callable[[str], bool] | None,
+        now: float,
+    ) -> Plan | None:
+        ix = self.index
+        s = self.log
+        fresh = now - s.last > PATTERN_SECONDS or (intent.pid and intent.pid != s.intent_pid)
+        if fresh:
+            s = self.log = _LogSession(intent_pid=intent.pid)
+        s.last = now
+        confirmed = intent.is_log or s.window > 0 or c in s.seen
+        if c not in s.seen:
+            s.seen.add(c)
+            self._push_parents(s, c)
+        if not confirmed:
+            s.window = -1  # seen one; the next matching request confirms
+            return Plan(reason="log (unconfirmed)")
+        hint = intent.max_count() if intent.is_log else None
+        if hint is not None and s.window <= 0:
+            window = hint
+        elif s.window <= 0:
+            window = LOG_FIRST_WINDOW
+        else:
+            window = min(int(s.window * LOG_GROWTH) + 1, LOG_MAX_WINDOW)
+        s.window = window
+        spec = pathspec_matcher(intent.pathspec()) if intent.is_log else None
+        cands: list[bytes] = []
+        taken = 0
+        while s.heap and taken < window:
+            _, nxt = heapq.heappop(s.heap)
+            self._push_parents(s, nxt)
+            if ix.merge[nxt]:
+                continue
+            changes = ix.changes[nxt]
+            if spec is not None:
+                changes = [ch for ch in changes if spec(ix.paths[ch[0]])]
+                if not changes:
+                    continue  # `git log -- PATH` skips this commit
+            taken += 1
+            for pid, old, new in changes:
+                if allowed is not None and not allowed(ix.paths[pid]):
+                    continue
+                if old is not None:
+                    cands.append(old)
+                if new is not None:
+                    cands.append(new)
+        return self._take(cands, budget, f"log {taken} commits after {ix.commits[c][:12]}")
+
+    def _push_parents(self, s: _LogSession, c: int) -> None:
+        ix = self.index
+        stack = [c]
+        while stack:
+            for p in ix.parents[stack.pop()]:
+                if p not in s.seen:
+                    s.seen.add(p)
+                    heapq.heappush(s.heap, (-ix.dates[p], p))
+                    if ix.merge[p]:
+                        stack.append(p)  # a merge shows no diff: its parents come next
+
+    # -- trees ----------------------------------------------------------------------------
+    def _tree(
+        self,
+        want: set[bytes],
+        intent: Intent,
+        budget: int,
+        allowed: Callable[[str], bool] | None,
+        now: float,
+    ) -> Plan:
+        if intent.command in _TREE_COMMANDS:
+            plan = self._tree_from_intent(want, intent, budget, allowed)
+            if plan is not None:
+                return plan
+        run = self.tree_run
+        if now - run.last > PATTERN_SECONDS:
+            run = self.tree_run = _TreeRun()
+        run.last = now
+        ix = self.index
+        for oid in want:
+            paths = sorted(ix.paths_of(oid))
+            run.requests.append((oid, paths[0] if paths else ""))
+        if len(run.requests) < 2:
+            return Plan(reason="tree (unconfirmed)")
+        cands = self._candidate_trees(run)
+        if not cands:
+            return Plan()
+        listing = self.trees[cands[0]]
+        assert listing is not None
+        others = [self.trees[t] for t in cands[1:]]
+        # Where git is in the tree, and the directory the run stays in.
+        positions = [listing.paths.index(p) for _, p in run.requests if p in listing.by_path]
+        if not positions:
+            return Plan()
+        prefix = os.path.commonpath([p for _, p in run.requests if p in listing.by_path])
+        req_paths = {p for _, p in run.requests}
+        if prefix in req_paths:
+            prefix = os.path.dirname(prefix)
+        window = TREE_FIRST_WINDOW if run.window <= 0 else int(run.window * TREE_GROWTH)
+        run.window = window
+        out: list[bytes] = []
+        for i in range(max(positions) + 1, len(listing.paths)):
+            if len(out) >= window:
+                break
+            path = listing.paths[i]
+            if prefix and not path.startswith(prefix + "/"):
+                continue
+            oid = listing.oids[i]
+            if any(o is None or o.by_path.get(path) != oid for o in others):
+                continue  # the candidate trees disagree: wait for git to say which
+            if allowed is not None and not allowed(path):
+                continue
+            if not self.is_local(oid):
+                out.append(oid)
+        return self._take(out, budget, f"tree run under {prefix or '/'}")
+
+    def _tree_from_intent(
+        self,
+        want: set[bytes],
+        intent: Intent,
+        budget: int,
+        allowed: Callable[[str], bool] | None,
+    ) -> Plan | None:
+        """grep REV / checkout REV -- PATH: the rest of REV's tree under the pathspec."""
+        words = intent.words()
+        if intent.command == "grep" and words and not {"-e", "-f"} & set(intent.args):
+            words = words[1:]  # the pattern
+        listing: TreeListing | None = None
+        for word in words[:8]:
+            tree = self._rev_tree(word)
+            if tree is None:
+                continue
+            cand = self._listing(tree)
+            if cand is not None and want & cand.members:
+                listing = cand
+                break
+        if listing is None:
+            return None
+        spec = pathspec_matcher(intent.pathspec())
+        if spec is None:
+            # Words that are not revisions are paths (`git checkout REV PATH`).
+            spec = pathspec_matcher([w for w in words if self._rev_tree(w) is None])
+        out = []
+        for path, oid in zip(listing.paths, listing.oids, strict=True):
+            if spec is not None and not spec(path):
+                continue
+            if allowed is not None and not allowed(path):
+                continue
+            if not self.is_local(oid):
+                out.append(oid)
+        return self._take(out, budget, f"{intent.command} tree")
+
+    def _rev_tree(self, rev: str) -> str | None:
+        if rev not in self.rev_trees:
+            proc = run_git(
+                ["rev-parse", "--verify", "-q", f"{rev}^{{tree}}"],
+                env={"GIT_DIR": str(self.git_dir)},
+                check=False,
+            )
+            self.rev_trees[rev] = proc.stdout.decode().strip() if proc.returncode == 0 else None
+        return self.rev_trees[rev]
+
+    def _listing(self, tree: str) -> TreeListing | None:
+        if tree not in self.trees:
+            self.trees[tree] = ls_tree(self.git_dir, tree)
+        return self.trees[tree]
+
+    def _candidate_trees(self, run: _TreeRun) -> list[str]:
+        """Ref trees holding every (blob, path) of the run, newest first."""
+        if run.candidates is None:
+            run.candidates = self.ref_trees()
+        keep = []
+        for tree in run.candidates:
+            listing = self._listing(tree)
+            if listing is None:
+                continue
+            if all(not p or listing.by_path.get(p) == oid for oid, p in run.requests):
+                keep.append(tree)
+        run.candidates = keep
+        return keep
+
+    def ref_trees(self) -> list[str]:
+        """The trees of HEAD and every ref tip, newest commit first (at most a few dozen)."""
+        if self._ref_trees is None:
+            proc = run_git(
+                ["log", "--no-walk=sorted", "--format=%T", "HEAD", "--all"],
+                env={"GIT_DIR": str(self.git_dir)},
+                check=False,
+            )
+            trees = proc.stdout.decode().split() if proc.returncode == 0 else []
+            self._ref_trees = list(dict.fromkeys(trees))[:MAX_CANDIDATE_TREES]
+        return self._ref_trees
+
+    # -- budget ---------------------------------------------------------------------------
+    def _take(self, cands: Iterable[bytes], budget: int, reason: str) -> Plan:
+        out: list[bytes] = []
+        total = 0
+        seen: set[bytes] = set(self._exclude)
+        for oid in cands:
+            if oid in seen or self.is_local(oid):
+                continue
+            seen.add(oid)
+            size = self.size_of(oid)
+            if size is None:
+                size = LOOSE_GUESS  # loose on the server (a recent push): fetched one by one
+            if total + size > budget and out:
+                break
+            out.append(oid)
+            total += size
+        return Plan(out, reason, total)

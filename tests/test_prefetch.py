@@ -1,0 +1,228 @@
+"""History-aware prefetch: blame, log -p and grep in a lazy clone need one batch, not hundreds.
+
+Real parts only: nginx on 127.0.0.1, the LARGE sample, `lazygit clone --no-checkout`, stock
+git finding git-remote-lazy on PATH, the real daemon started cold by git.  Every command's
+output must equal the full clone's; the bytes nginx sent must stay within 2x of what the
+command needs (its blobs as stored in the server pack, plus their delta chains).  The
+predictor's pattern logic (no command line to go by) is checked on the real history index.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import REPO, Published, stop_daemon
+from gitcompare import NO_LAZY, base_env, compare, git, has_object
+from servers import Nginx
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from prefetch_bench import blobs_read, needed_bytes, pack_entries
+
+from lazygit.prefetch import (
+    HistoryIndex,
+    Intent,
+    Predictor,
+    git_subcommand,
+    pathspec_matcher,
+    requester_intent,
+)
+
+LAZYGIT = REPO / ".venv" / "bin" / "lazygit"
+HOT = "src/core/hot.py"
+
+
+def lazy_clone(url: str, dest: Path) -> Path:
+    proc = subprocess.run(
+        [str(LAZYGIT), "clone", "--no-checkout", "--quiet", url, str(dest)],
+        env=base_env(),
+        capture_output=True,
+    )
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    return dest
+
+
+def daemon_log(repo: Path) -> list[str]:
+    path = repo / ".git" / "lazygit" / "daemon.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.fixture(scope="module")
+def entries(large: Published) -> dict[str, tuple[int, str | None]]:
+    return pack_entries(large.info.path)
+
+
+@pytest.fixture
+def fresh(large: Published, nginx: Nginx, tmp_path: Path, daemons: list[Path]) -> Iterator[Path]:
+    """A new lazy clone (no blobs) whose daemon is not running yet."""
+    repo = lazy_clone(nginx.url(large.name), tmp_path / "lazy")
+    daemons.append(repo / ".git")
+    yield repo
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("blame", ["blame", "HEAD", "--", HOT]),
+        ("log", ["log", "-p", "-300"]),
+        ("grep", ["grep", "-c", "fetch", "HEAD"]),
+    ],
+)
+def test_command_needs_few_batches_and_bounded_bytes(
+    name: str,
+    args: list[str],
+    fresh: Path,
+    large: Published,
+    nginx: Nginx,
+    entries: dict[str, tuple[int, str | None]],
+) -> None:
+    needed = blobs_read(large.full, name)
+    assert sum(not has_object(fresh, o) for o in list(needed)[:50]) >= 40
+    nginx.clear_log()
+    out = compare(fresh, large.full, *args)
+    assert out.stdout
+    sent = sum(e.bytes for e in nginx.log_entries())
+    batches = [ln for ln in daemon_log(fresh) if " batch: " in ln]
+    prefetches = [ln for ln in daemon_log(fresh) if " prefetch: " in ln]
+    # Without prefetch: one batch per version / commit / file (hundreds).
+    assert len(batches) <= 3, batches
+    assert prefetches and f"(git {args[0]})" in prefetches[0]
+    assert sent <= 2 * needed_bytes(entries, needed), (sent, needed_bytes(entries, needed))
+    # Everything the command read is now local.
+    assert all(has_object(fresh, o) for o in needed)
+
+
+def test_cat_file_run_is_recognised_as_a_tree(fresh: Path, large: Published) -> None:
+    """cat-file --batch gives no revision to go by: the run of requests shows the tree."""
+    listing = git(fresh, "ls-tree", "-r", "v7.0", "--", "src", env=NO_LAZY).text.split("\n")
+    oids = [ln.split()[2] for ln in listing if ln][:120]
+    assert sum(not has_object(fresh, o) for o in oids) > 100
+    data = "".join(f"{o}\n" for o in oids).encode()
+    compare(fresh, large.full, "cat-file", "--batch", input=data)
+    batches = [ln for ln in daemon_log(fresh) if " batch: " in ln]
+    assert len(batches) <= 8, len(batches)  # one per blob without the tree pattern
+    assert any("tree run" in ln for ln in daemon_log(fresh))
+
+
+def test_offline_then_online(fresh: Path, large: Published) -> None:
+    blob = git(fresh, "rev-parse", "v2.0:" + HOT, env=NO_LAZY).text.strip()
+    assert not has_object(fresh, blob)
+    subprocess.run([str(LAZYGIT), "offline", "on"], cwd=fresh, env=base_env(), check=True)
+    out = git(fresh, "cat-file", "-p", blob, check=False)
+    assert out.returncode != 0
+    assert (
+        f"lazygit is offline: object {blob} is not local (lazygit offline off to fetch)" in out.err
+    )
+    assert not has_object(fresh, blob)
+    subprocess.run([str(LAZYGIT), "offline", "off"], cwd=fresh, env=base_env(), check=True)
+    compare(fresh, large.full, "cat-file", "-p", blob)
+
+
+# -- the predictor without a command line (pattern only) ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def index(large: Published) -> HistoryIndex:
+    return HistoryIndex.build(large.full / ".git")
+
+
+def predictor(large: Published, index: HistoryIndex, local: set[bytes]) -> Predictor:
+    return Predictor(
+        large.full / ".git", index, is_local=local.__contains__, size_of=lambda oid: 1000
+    )
+
+
+def test_index_knows_versions_and_diffs(index: HistoryIndex, large: Published) -> None:
+    pid = index.path_id[HOT]
+    versions = git(large.full, "log", "--all", "--format=", "--raw", "--no-abbrev", "--", HOT)
+    expected = {ln.split()[3] for ln in versions.text.splitlines() if ln.startswith(":")}
+    assert {v.hex() for _, v in index.versions[pid]} == expected - {"0" * 40}
+    head = git(large.full, "rev-parse", "HEAD").text.strip()
+    c = index.pos[head]
+    diff = git(large.full, "diff-tree", "--no-abbrev", "-r", "--no-renames", "HEAD").text
+    blobs = {w for ln in diff.splitlines() for w in ln.split()[2:4] if len(w) == 40}
+    assert {o.hex() for o in index.changed(c)} == blobs - {"0" * 40}
+
+
+def test_blame_pattern_needs_two_requests(index: HistoryIndex, large: Published) -> None:
+    p = predictor(large, index, set())
+    versions = list(dict.fromkeys(v for _, v in index.versions[index.path_id[HOT]]))
+    first = p.plan([versions[0]], Intent(), 1 << 30)
+    assert not first.oids  # a single `git show`: nothing extra
+    second = p.plan([versions[1]], Intent(), 1 << 30)
+    assert set(second.oids) == set(versions[2:])
+
+
+def test_log_pattern_grows_its_window(index: HistoryIndex, large: Published) -> None:
+    local: set[bytes] = set()
+    p = predictor(large, index, local)
+    commits = git(large.full, "rev-list", "--no-merges", "-40", "HEAD").text.split()
+    first = p.plan(sorted(index.changed(index.pos[commits[0]])), Intent(), 1 << 30)
+    assert not first.oids
+    second = p.plan(sorted(index.changed(index.pos[commits[1]])), Intent(), 1 << 30)
+    assert second.oids and "log 16 commits" in second.reason
+    got = set(second.oids)
+    for c in commits[:2]:
+        got |= index.changed(index.pos[c])
+    for c in commits[2:16]:
+        assert index.changed(index.pos[c]) <= got, c
+
+
+def test_budget_bounds_a_trigger(index: HistoryIndex, large: Published) -> None:
+    p = predictor(large, index, set())
+    versions = list(dict.fromkeys(v for _, v in index.versions[index.path_id[HOT]]))
+    p.plan([versions[0]], Intent(), 10_000)
+    plan = p.plan([versions[1]], Intent(), 10_000)
+    assert len(plan.oids) == 10 and plan.bytes == 10_000
+
+
+def test_intent_parsing(tmp_path: Path) -> None:
+    assert git_subcommand(["git", "-c", "a=b", "-C", "x", "--no-pager", "log", "-p"]) == (
+        "log",
+        ["-p"],
+    )
+    assert git_subcommand(["/usr/lib/git-core/git-blame", "f"]) == ("blame", ["f"])
+    assert git_subcommand(["python3", "x"]) is None
+    log = Intent("log", ["-p", "-300", "--", "src"])
+    assert log.is_log and log.max_count() == 300 and log.pathspec() == ["src"]
+    assert Intent("log", ["--oneline"]).is_log is False
+    assert Intent("log", ["-n", "5", "--stat"]).max_count() == 5
+    match = pathspec_matcher(["src/net", "*.md"])
+    assert match is not None
+    assert match("src/net/a.py") and match("README.md") and not match("src/netx/a.py")
+    # A real git process, found through /proc.
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    proc = subprocess.Popen(
+        ["git", "-C", str(tmp_path), "hash-object", "--stdin"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        intent = requester_intent(proc.pid)
+        for _ in range(500):  # until the child has exec'd git
+            if intent.command:
+                break
+            time.sleep(0.01)
+            intent = requester_intent(proc.pid)
+        assert intent.command == "hash-object" and intent.args == ["--stdin"]
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait()
+
+
+def test_daemon_restart_uses_cached_index(fresh: Path, large: Published) -> None:
+    compare(fresh, large.full, "show", "v1.0:" + HOT)
+    cache = fresh / ".git" / "lazygit" / "history.idx"
+    for _ in range(3000):  # the daemon builds the index in the background
+        if cache.exists():
+            break
+        time.sleep(0.01)
+    assert cache.exists()
+    stop_daemon(fresh / ".git")
+    compare(fresh, large.full, "blame", "v3.0", "--", HOT)
+    assert sum(" prefetch: " in ln for ln in daemon_log(fresh)) >= 1
