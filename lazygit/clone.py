@@ -272,6 +272,12 @@ def _checkout(
     blobs = checkout_blobs(repo.ls_tree("HEAD"), matcher(repo))
     engine = FetchEngine(catalog, repo, settings, reader=store.read)
     result.blobs = engine.fetch(blobs, progress)
+    if result.blobs.absent:
+        oid = result.blobs.absent[0]
+        raise RemoteError(
+            f"object {oid.hex()} ({blobs[oid]}) is not on the server",
+            "the server's repository is incomplete: run `git fsck` there",
+        )
     task = progress.task("checkout", total=None)
     repo.git(["read-tree", "--reset", "-u", "HEAD"])
     task.done()

@@ -49,6 +49,8 @@ class FetchStats:
     rounds: int = 0
     seconds: float = 0.0
     packs: list[str] = field(default_factory=list)
+    #: Wanted objects the server does not have (the caller decides whether that is an error).
+    absent: list[bytes] = field(default_factory=list)
 
     def add(self, other: FetchStats) -> None:
         self.objects += other.objects
@@ -368,13 +370,16 @@ class FetchEngine:
         tmp_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=tmp_dir, prefix="spool-") as spool:
             spooled, rounds = self._read_rounds(located, spool, progress)
+            absent: list[bytes] = []
             fetched = fetch_loose(
-                self.catalog.sources, loose_oids, workers=self.settings.connections
+                self.catalog.sources, loose_oids, workers=self.settings.connections, absent=absent
             )
             objs = [*loose, *fetched]
-            pack = self._write_pack(spool, spooled, objs)
+            pack = self._write_pack(spool, spooled, objs) if spooled or objs else ""
         self.local.refresh()
-        return meter.stats(len(spooled) + len(objs), rounds, [pack])
+        stats = meter.stats(len(spooled) + len(objs), rounds, [pack] if pack else [])
+        stats.absent = absent
+        return stats
 
     def update(self, tips: Iterable[bytes], progress: Progress = QUIET) -> FetchStats:
         """Bring the commits, trees and tags behind ``tips`` that are not local (``git fetch``).

@@ -70,21 +70,31 @@ def fetch_loose(
     oids: Iterable[bytes],
     *,
     workers: int,
+    absent: list[bytes] | None = None,
 ) -> list[LooseObject]:
-    """Fetch loose objects concurrently; RemoteError names an object the server lacks."""
+    """Fetch loose objects concurrently.
 
-    def one(oid: bytes) -> LooseObject:
+    An object the server lacks raises RemoteError naming it -- or, when the caller passes an
+    ``absent`` list, is added to it, so one unknown id does not fail a whole batch.
+    """
+
+    def one(oid: bytes) -> LooseObject | None:
         for source in sources:
             data = source.remote.get_bytes(source.loose_path(oid), missing_ok=True)
             if data is not None:
                 return decode_loose(oid, data)
-        raise RemoteError(f"object {oid.hex()} is not on the server (neither packed nor loose)")
+        if absent is None:
+            raise RemoteError(f"object {oid.hex()} is not on the server (neither packed nor loose)")
+        absent.append(oid)
+        return None
 
     todo = list(dict.fromkeys(oids))
     if len(todo) <= 1:
-        return [one(o) for o in todo]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(one, todo))
+        found = [one(o) for o in todo]
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            found = list(pool.map(one, todo))
+    return [o for o in found if o is not None]
 
 
 def walk_loose_metadata(
@@ -102,7 +112,7 @@ def walk_loose_metadata(
     found: dict[bytes, LooseObject] = {}
     frontier = [o for o in dict.fromkeys(roots) if not is_packed(o)]
     while frontier:
-        level = fetch_loose(sources, frontier, workers=workers)
+        level: list[LooseObject] = fetch_loose(sources, frontier, workers=workers)
         nxt: list[bytes] = []
         for obj in level:
             found[obj.oid] = obj

@@ -1,0 +1,178 @@
+"""The per-repository daemon: start-up, hardening, batching of good and bad requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import Published, stop_daemon
+
+from lazygit import daemonclient
+from lazygit.errors import DaemonError
+
+NO_LAZY = {**os.environ, "GIT_NO_LAZY_FETCH": "1"}
+
+
+@pytest.fixture(scope="module")
+def lazy(small: Published, nginx, tmp_path_factory: pytest.TempPathFactory):
+    dest = tmp_path_factory.mktemp("daemon") / "lazy"
+    subprocess.run(
+        ["lazygit", "clone", "-q", "--no-checkout", nginx.url(small.name), str(dest)], check=True
+    )
+    yield dest
+    stop_daemon(dest / ".git")
+
+
+def missing_blobs(repo: Path, n: int) -> list[str]:
+    out = subprocess.run(
+        ["git", "-C", str(repo), "rev-list", "--objects", "--missing=print", "--all"],
+        capture_output=True,
+        text=True,
+        env=NO_LAZY,
+        check=True,
+    ).stdout
+    return [ln[1:] for ln in out.splitlines() if ln.startswith("?")][:n]
+
+
+def raw(git_dir: Path, payload: bytes) -> dict:
+    """Send raw bytes to the running daemon and read its reply line."""
+    sock = daemonclient.connect(git_dir)
+    with sock:
+        try:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+        except BrokenPipeError:
+            pass  # the daemon stopped reading an oversized request: its reply is waiting
+        buf = b""
+        while chunk := sock.recv(65536):
+            buf += chunk
+    return json.loads(buf)
+
+
+def test_one_bad_request_never_fails_the_others(lazy: Path):
+    git_dir = lazy / ".git"
+    good = missing_blobs(lazy, 30)
+    bad = "0123456789abcdef0123456789abcdef01234567"
+
+    def ask(oids: list[str]) -> str:
+        try:
+            daemonclient.fetch(git_dir, oids)
+            return "ok"
+        except DaemonError as exc:
+            return str(exc)
+
+    requests = [good[i::5] for i in range(5)] + [[bad, good[0]]]
+    with ThreadPoolExecutor(len(requests)) as pool:
+        results = list(pool.map(ask, requests))
+    assert results[:5] == ["ok"] * 5
+    assert f"object {bad} is not on the server" in results[5]
+    assert missing_blobs(lazy, 1000) == [o for o in missing_blobs(lazy, 1000) if o not in good]
+
+
+@pytest.mark.parametrize(
+    ("payload", "needle"),
+    [
+        (b"this is not json\n", "malformed request"),
+        (b"[1, 2, 3]\n", "malformed request"),
+        (b'{"op": "fetch", "oids": ["xyz"]}\n', "malformed object id"),
+        (b'{"op": "fetch", "oids": "abc"}\n', "oids must be a list"),
+        (b'{"op": "launch-missiles"}\n', "unknown request"),
+    ],
+)
+def test_malformed_requests_are_refused_and_the_daemon_lives_on(lazy: Path, payload, needle):
+    git_dir = lazy / ".git"
+    reply = raw(git_dir, payload)
+    assert reply["ok"] is False and needle in reply["error"]
+    assert daemonclient.request(git_dir, {"op": "ping"})["ok"]
+
+
+def test_oversized_request_is_refused(lazy: Path):
+    git_dir = lazy / ".git"
+    reply = raw(git_dir, b'{"op": "fetch", "oids": ["' + b"a" * (65 << 20) + b'"]}\n')
+    assert reply == {"ok": False, "error": "request too large"}
+    assert daemonclient.request(git_dir, {"op": "ping"})["ok"]
+
+
+def test_only_the_owner_can_connect(lazy: Path):
+    git_dir = lazy / ".git"
+    daemonclient.request(git_dir, {"op": "ping"})
+    path = Path(json.loads((git_dir / "lazygit" / "daemon.json").read_text())["socket"])
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert path.parent.stat().st_uid == os.getuid()
+    # Another user (nobody) cannot even reach the socket.
+    code = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        f"try:\n    s.connect({str(path)!r})\nexcept OSError as e:\n    sys.exit(3)\n"
+        "s.sendall(b'{\"op\": \"ping\"}\\n'); sys.exit(0 if s.recv(10) == b'' else 4)\n"
+    )
+    proc = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "python3", "-c", code],
+        capture_output=True,
+    )
+    assert proc.returncode in (0, 3), proc.stderr
+
+
+def test_concurrent_starts_make_exactly_one_daemon(small: Published, nginx, tmp_path: Path):
+    dest = tmp_path / "c"
+    subprocess.run(
+        ["lazygit", "clone", "-q", "--no-checkout", nginx.url(small.name), str(dest)], check=True
+    )
+    git_dir = dest / ".git"
+    try:
+        procs = [daemonclient.spawn_daemon(git_dir) for _ in range(8)]
+        codes = []
+        for p in procs:
+            try:
+                codes.append(p.wait(timeout=2))
+            except subprocess.TimeoutExpired:
+                codes.append(None)  # the one that runs
+        assert codes.count(None) == 1 and codes.count(0) == 7
+        pid = daemonclient.request(git_dir, {"op": "ping"})["pid"]
+        assert pid == procs[codes.index(None)].pid
+    finally:
+        stop_daemon(git_dir)
+
+
+def test_clone_prestarts_and_idle_daemon_exits(small: Published, nginx, tmp_path: Path):
+    dest = tmp_path / "c"
+    env = {
+        **os.environ,
+        "GIT_CONFIG_COUNT": "2",
+        "GIT_CONFIG_KEY_0": "lazygit.prestartDaemon",
+        "GIT_CONFIG_VALUE_0": "true",
+        "GIT_CONFIG_KEY_1": "lazygit.daemonIdleSeconds",
+        "GIT_CONFIG_VALUE_1": "2",
+    }
+    subprocess.run(
+        ["lazygit", "clone", "-q", "--no-checkout", nginx.url(small.name), str(dest)],
+        check=True,
+        env=env,
+    )
+    git_dir = dest / ".git"
+    info = git_dir / "lazygit" / "daemon.json"
+    try:
+        deadline = time.monotonic() + 20
+        while not info.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pid = daemonclient.request(git_dir, {"op": "ping"}, start=False)["pid"]
+        # It read daemonIdleSeconds=2 from the environment it was started in; it goes away.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("idle daemon did not exit")
+        assert not info.exists()
+    finally:
+        stop_daemon(git_dir)
