@@ -33,10 +33,27 @@ from servers import Nginx  # noqa: E402
 
 from lazygit import sample  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prefetch_bench import blobs_read, needed_bytes, pack_entries  # noqa: E402
+
 #: The benchmark repository: LARGE's history with a 5,000-file tree at HEAD.
 BENCH = dataclasses.replace(sample.LARGE, files=5000, dirs=120)
 SIZES = {"bench": BENCH, "large": sample.LARGE, "small": sample.SMALL, "tiny": sample.TINY}
-GIT_ENV = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
+GIT_ENV = {
+    **os.environ,
+    "LC_ALL": "C",
+    "GIT_TERMINAL_PROMPT": "0",
+    # Every measured lazy clone starts with a cold daemon unless an operation says otherwise.
+    "GIT_CONFIG_COUNT": "1",
+    "GIT_CONFIG_KEY_0": "lazygit.prestartDaemon",
+    "GIT_CONFIG_VALUE_0": "false",
+}
+#: The one-blob-at-a-time commands of issue 4, as git runs them.
+HISTORY_COMMANDS = {
+    "blame": ["git", "blame", "HEAD", "--", sample.HOT_FILE],
+    "log -p -300": ["git", "log", "-p", "-300"],
+    "grep REV": ["git", "grep", "-c", "fetch", "HEAD"],
+}
 #: Clones started at once in the concurrency benchmark.
 CONCURRENT = 8
 
@@ -137,6 +154,8 @@ class Bench:
         self.spec = spec
         self.runs = runs
         self.rows: dict[tuple[str, str], Row] = {}
+        #: Bytes an operation needs (its blobs and their delta chains as stored on the server).
+        self.needed: dict[str, int] = {}
         self.scratch = out / "scratch"
 
     def record(self, operation: str, tool: str, s: Sample) -> None:
@@ -176,10 +195,15 @@ class Bench:
             both = [static, smart]
             dumb_url, smart_url = static.url("bench.git"), smart.url("bench.git")
             blobs = (self.old_blob(repo, 0.6), self.old_blob(repo, 0.5))
+            entries = pack_entries(repo)
+            full = self.fresh("full-history")
+            run(["git", "clone", "-q", "--no-local", str(repo), str(full)])
             for i in range(self.runs):
                 print(f"run {i + 1}/{self.runs}", flush=True)
                 self.clones(both, dumb_url, smart_url, i)
                 self.on_demand(both, dumb_url, smart_url, blobs)
+                self.sparse_add(both, dumb_url, smart_url)
+                self.history(both, dumb_url, smart_url, full, entries, i)
         self.report(meta)
 
     def old_blob(self, repo: Path, share: float) -> str:
@@ -275,6 +299,62 @@ class Bench:
             self.record(op, tool, measure(both, step))
             for d in dests:
                 stop_daemon(Path(d))
+
+    def sparse_add(self, both: list[Nginx], dumb_url: str, smart_url: str) -> None:
+        """Widen a top-level-only sparse checkout by one directory."""
+        op = "sparse add src/core"
+        lazy = self.fresh("lazy-sparse")
+        run(["lazygit", "clone", "-q", "--sparse-top", dumb_url, str(lazy)])
+        self.record(
+            op,
+            "lazygit",
+            measure(both, lambda: run(["lazygit", "sparse", "add", "-q", "src/core"], cwd=lazy)),
+        )
+        stop_daemon(lazy)
+        part = self.fresh("partial-sparse")
+        run(["git", "clone", "-q", "--filter=blob:none", "--sparse", smart_url, str(part)])
+        self.record(
+            op,
+            "git partial (smart)",
+            measure(both, lambda: run(["git", "sparse-checkout", "add", "src/core"], cwd=part)),
+        )
+
+    def history(
+        self,
+        both: list[Nginx],
+        dumb_url: str,
+        smart_url: str,
+        full: Path,
+        entries: dict[str, tuple[int, str | None]],
+        i: int,
+    ) -> None:
+        """blame, log -p -300 and grep REV in fresh --no-checkout clones (cold daemon)."""
+        for name, cmd in HISTORY_COMMANDS.items():
+            op = f"{name} (cold lazy clone)"
+            self.needed[op] = needed_bytes(entries, blobs_read(full, name))
+            self.record(op, "git full clone", measure(both, lambda cmd=cmd: run(cmd, cwd=full)))
+            lazy = self.fresh("lazy-history")
+            run(["lazygit", "clone", "-q", "--no-checkout", dumb_url, str(lazy)])
+            self.record(op, "lazygit", measure(both, lambda cmd=cmd, d=lazy: run(cmd, cwd=d)))
+            stop_daemon(lazy)
+            if i == 0:  # git's partial clone takes minutes here: one run
+                part = self.fresh("partial-history")
+                run(
+                    [
+                        "git",
+                        "clone",
+                        "-q",
+                        "--filter=blob:none",
+                        "--no-checkout",
+                        smart_url,
+                        str(part),
+                    ]
+                )
+                self.record(
+                    op,
+                    "git partial (smart)",
+                    measure(both, lambda cmd=cmd, d=part: run(cmd, cwd=d)),
+                )
 
     def on_demand(
         self, both: list[Nginx], dumb_url: str, smart_url: str, blobs: tuple[str, str]
@@ -383,6 +463,18 @@ class Bench:
                     f"{row.median('rss_mb'):.0f} | {row.median('server_cpu'):.2f} | "
                     f"{row.median('bytes'):,.0f} | {row.median('requests'):.0f} | {ratio} |"
                 )
+        if self.needed:
+            lines += [
+                "",
+                "Bytes the history commands need (their blobs as stored in the "
+                "server pack, with delta chains) and what lazygit read:",
+                "",
+                "| operation | needed | lazygit read | ratio |",
+                "| --- | ---: | ---: | ---: |",
+            ]
+            for op, need in self.needed.items():
+                got = self.rows[(op, "lazygit")].median("bytes")
+                lines.append(f"| {op} | {need:,} | {got:,.0f} | {got / need:.2f} |")
         lines += ["", *self.plots()]
         text = "\n".join(lines) + "\n"
         print(text)

@@ -143,10 +143,25 @@ def parse_alternates(data: bytes, objects_url: str) -> list[str]:
             url = f"{base.scheme}://{base.netloc}{line}"
         else:
             url = urljoin(objects_url, line)
+        resolved = urlsplit(url)
+        if resolved.scheme not in ("http", "https") or not resolved.netloc:
+            raise CorruptDataError(f"unsupported alternate: {line[:80]!r}")
         if not url.endswith("/"):
             url += "/"
         urls.append(url)
     return urls
+
+
+def _redact(url: str) -> str:
+    """``url`` without userinfo (credentials never appear in messages)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def _shown(remote: DumbRemote) -> str:
+    return getattr(remote, "display_url", None) or _redact(remote.url)
 
 
 def _looks_like_html(data: bytes) -> bool:
@@ -161,7 +176,7 @@ def discover(remote: DumbRemote, *, connect_alternate=None) -> RemoteRepo:
     except HTTPStatusError as exc:
         if exc.status in (404, 410):
             raise NotAGitServerError(
-                f"{remote.url} is not a git repository published for dumb HTTP (info/refs: "
+                f"{_shown(remote)} is not a git repository published for dumb HTTP (info/refs: "
                 f"HTTP {exc.status})",
                 "check the URL, and run `git update-server-info` in the bare repository "
                 "on the server",
@@ -170,7 +185,7 @@ def discover(remote: DumbRemote, *, connect_alternate=None) -> RemoteRepo:
     assert info_refs is not None
     if _looks_like_html(info_refs):
         raise NotAGitServerError(
-            f"{remote.url} is not a git repository published for dumb HTTP (info/refs is HTML)",
+            f"{_shown(remote)} is not a git repository published for dumb HTTP (info/refs is HTML)",
             "check the URL; the server must publish a bare repository after "
             "`git update-server-info`",
         )
@@ -200,11 +215,11 @@ def _object_sources(
             alt_urls = parse_alternates(data, objects_url)
             break
     if alt_urls and depth >= MAX_ALTERNATE_DEPTH:
-        raise RemoteError(f"alternates of {remote.url} nest deeper than {MAX_ALTERNATE_DEPTH}")
+        raise RemoteError(f"alternates of {_shown(remote)} nest deeper than {MAX_ALTERNATE_DEPTH}")
     for url in alt_urls:
         if connect_alternate is None:
             raise RemoteError(
-                f"{remote.url} borrows objects from {url}, which is not supported here"
+                f"{_shown(remote)} borrows objects from {_redact(url)}, which is not supported here"
             )
         alt_remote = connect_alternate(url)
         sources += _object_sources(alt_remote, "", connect_alternate, depth=depth + 1, seen=seen)

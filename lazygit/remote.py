@@ -11,24 +11,34 @@ together from two versions.
 from __future__ import annotations
 
 import bisect
+import email.utils
 import enum
+import os
+import queue
+import random
 import ssl
 import threading
+import time
 import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
+from lazygit import credentials
 from lazygit.config import Settings
 from lazygit.errors import (
     CorruptDataError,
     HTTPStatusError,
+    LazyGitError,
     PackChangedError,
     RemoteError,
 )
+from lazygit.gitcmd import run_git
 from lazygit.httpranges import iter_multipart, multipart_boundary, parse_content_range
 from lazygit.ranges import Extent, group_requests, range_header, split
 
@@ -53,8 +63,97 @@ def _import_httpx():  # type: ignore[no-untyped-def]
 httpx = _import_httpx()
 
 MAX_REDIRECTS = 5
-#: A ranged request cut by the transport (a reset keep-alive connection) is retried this often.
-TRANSPORT_RETRIES = 1
+#: HTTP statuses worth another attempt: the server or a proxy is busy or failing for now.
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 507, 509, 520, 521, 522, 523, 524})
+
+_T = TypeVar("_T")
+
+
+def _retryable(exc: LazyGitError, retry_after: float | None = None) -> LazyGitError:
+    """Mark an error as transient: the operation that raised it may be attempted again."""
+    exc.retryable = True  # type: ignore[attr-defined]
+    exc.retry_after = retry_after  # type: ignore[attr-defined]
+    return exc
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+@dataclass
+class HttpConfig:
+    """git's ``http.*`` settings that apply to one URL (``http.<url>.*`` included)."""
+
+    extra_headers: list[tuple[str, str]] = field(default_factory=list)
+    ssl_verify: bool = True
+    ssl_ca_info: str | None = None
+    proxy: str | None = None
+
+
+def _url_matches(prefix: str, url: str) -> bool:
+    """git's URL match, simplified: same scheme and host, path prefix on a segment boundary."""
+    p, u = urllib.parse.urlsplit(prefix), urllib.parse.urlsplit(url)
+    if p.scheme.lower() != u.scheme.lower():
+        return False
+    if p.netloc.rpartition("@")[2].lower() != u.netloc.rpartition("@")[2].lower():
+        return False
+    path = p.path.rstrip("/")
+    return not path or u.path == path or u.path.startswith(path + "/")
+
+
+def load_http_config(url: str, git_dir: Path | None = None) -> HttpConfig:
+    """Read ``http.extraHeader``, ``http.sslVerify``, ``http.sslCAInfo`` and ``http.proxy``
+    (and their ``http.<url>.`` forms) with one ``git config`` run; the repository's config
+    when ``git_dir`` is given.  ``GIT_SSL_NO_VERIFY`` / ``GIT_SSL_CAINFO`` override, as in git.
+    """
+    proc = run_git(["config", "--null", "--get-regexp", r"^http\."], cwd=git_dir, check=False)
+    cfg = HttpConfig()
+    best: dict[str, tuple[int, str]] = {}
+    if proc.returncode == 0:
+        for item in proc.stdout.split(b"\0"):
+            if not item:
+                continue
+            key, _, value = item.decode("utf-8", "replace").partition("\n")
+            rest = key[len("http.") :]
+            sub, _, name = rest.rpartition(".")
+            name = name.lower()
+            if sub and not _url_matches(sub, url):
+                continue
+            if name == "extraheader":
+                if not value:
+                    cfg.extra_headers = []
+                else:
+                    hname, sep, hvalue = value.partition(":")
+                    if sep and hname.strip():
+                        cfg.extra_headers.append((hname.strip(), hvalue.strip()))
+            elif (
+                name in ("sslverify", "sslcainfo", "proxy")
+                and len(sub) >= best.get(name, (-1, ""))[0]
+            ):
+                best[name] = (len(sub), value)
+    if "sslverify" in best:
+        cfg.ssl_verify = best["sslverify"][1].strip().lower() not in ("false", "no", "off", "0")
+    if best.get("sslcainfo", (0, ""))[1]:
+        cfg.ssl_ca_info = os.path.expanduser(best["sslcainfo"][1])
+    if best.get("proxy", (0, ""))[1]:
+        cfg.proxy = best["proxy"][1]
+    if os.environ.get("GIT_SSL_NO_VERIFY"):
+        cfg.ssl_verify = False
+    if os.environ.get("GIT_SSL_CAINFO"):
+        cfg.ssl_ca_info = os.environ["GIT_SSL_CAINFO"]
+    return cfg
 
 
 @dataclass(frozen=True)
@@ -120,10 +219,65 @@ def _refuse_https(request: httpx.Request) -> None:
         )
 
 
+class _DaemonPool:
+    """A minimal thread pool of daemon threads.
+
+    ``concurrent.futures.ThreadPoolExecutor`` joins its threads at interpreter exit, so a
+    worker stuck in a stalled read would hold an interrupted clone (Ctrl-C) for up to
+    ``lazygit.readTimeout``; daemon threads let the process exit at once.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._queue: queue.SimpleQueue[tuple[Future[object], Callable[[], object]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads = [
+            threading.Thread(target=self._run, name=f"lazygit-http-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fut, fn = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # handed to the waiting caller
+                fut.set_exception(exc)
+
+    def submit(self, fn: Callable[..., _T], *args: object) -> Future[_T]:
+        fut: Future[_T] = Future()
+        self._queue.put((fut, lambda: fn(*args)))  # type: ignore[arg-type]
+        return fut
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Cancel what has not started; with ``wait``, let running work finish."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            for t in self._threads:
+                t.join()
+
+
 class DumbRemote:
     """A repository published by a static HTTP server."""
 
-    def __init__(self, url: str, settings: Settings) -> None:
+    def __init__(self, url: str, settings: Settings, *, git_dir: Path | None = None) -> None:
+        """``git_dir``: read ``http.*`` settings and credential helpers from this repository's
+        config (the daemon); None reads the user's and system's config (a clone)."""
         if url.startswith("lazy::"):
             url = url[len("lazy::") :]
         parts = urllib.parse.urlsplit(url)
@@ -133,9 +287,41 @@ class DumbRemote:
             )
         path = parts.path if parts.path.endswith("/") else parts.path + "/"
         self.url: str = urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise RemoteError(
+                f"bad port in URL: {_redact(url)}", fix="use http://host:PORT/path"
+            ) from None
         self._hostport = f"{parts.hostname}:{port}"
         self.settings = settings
+        # Requests go to the URL without userinfo: credentials travel only in the
+        # Authorization header (never in an error text httpx builds from a URL).
+        host_part = parts.netloc.rpartition("@")[2]
+        self._plain_url = urllib.parse.urlunsplit((parts.scheme, host_part, path, "", ""))
+        self._git_dir = git_dir
+        self.http_config = load_http_config(self._plain_url, git_dir)
+        self._header_auth = any(
+            k.lower() == "authorization" for k, _ in self.http_config.extra_headers
+        )
+        self._auth_lock = threading.Lock()
+        self._cred: credentials.Credential | None = None
+        self._asked = False
+        self._approved = False
+        self._refused = False
+        if parts.password is not None:
+            self._cred = credentials.Credential(
+                urllib.parse.unquote(parts.username or ""),
+                urllib.parse.unquote(parts.password),
+                bearer=settings.authType.lower() == "bearer",
+                from_helper=False,
+            )
+        #: Attempts made again after a transient failure (for tests and statistics).
+        self.retries: int = 0
+        #: Set once the server has answered anything: connection failures before that are
+        #: taken as a wrong URL or a server that is down, not retried.
+        self._answered = False
+        self._rng = random.Random()
         self.bytes_read: int = 0
         self.requests: int = 0
         self._lock = threading.Lock()
@@ -143,7 +329,7 @@ class DumbRemote:
         self._mode: RangeMode | None = None
         self._mode_lock = threading.Lock()
         self._workers = max(1, int(settings.connections))
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: _DaemonPool | None = None
         timeout = httpx.Timeout(
             connect=settings.connectTimeout,
             read=settings.readTimeout,
@@ -151,12 +337,30 @@ class DumbRemote:
             pool=None,
         )
         plain = parts.scheme == "http"
+        hc = self.http_config
+        verify: ssl.SSLContext | bool
+        if plain:
+            # A plain-http remote needs no TLS context (loading the CA bundle costs ~50 ms);
+            # a redirect to https is refused below rather than followed unverified.
+            verify = _unused_tls_context()
+        elif not hc.ssl_verify:
+            verify = False
+        elif hc.ssl_ca_info:
+            try:
+                verify = ssl.create_default_context(cafile=hc.ssl_ca_info)
+            except (OSError, ssl.SSLError) as exc:
+                raise RemoteError(
+                    f"cannot load http.sslCAInfo {hc.ssl_ca_info}: {_reason(exc)}",
+                    fix="point http.sslCAInfo at a PEM file of CA certificates",
+                ) from None
+        else:
+            verify = True
+        headers = {"Accept-Encoding": "identity", "User-Agent": "lazygit"}
         self._client = httpx.Client(
             # HTTP/2 comes by ALPN over TLS; over plain http httpx would only speak HTTP/1.1.
             http2=not plain,
-            # A plain-http remote needs no TLS context (loading the CA bundle costs ~50 ms);
-            # a redirect to https is refused below rather than followed unverified.
-            verify=_unused_tls_context() if plain else True,
+            verify=verify,
+            proxy=hc.proxy,
             event_hooks={"request": [_refuse_https]} if plain else None,
             timeout=timeout,
             follow_redirects=True,
@@ -165,15 +369,23 @@ class DumbRemote:
                 max_connections=self._workers + 2, max_keepalive_connections=self._workers + 2
             ),
             # Compressed bodies would break byte ranges and the byte accounting.
-            headers={"Accept-Encoding": "identity", "User-Agent": "lazygit"},
+            headers=headers,
         )
+        for name, value in hc.extra_headers:
+            self._client.headers[name] = value
+
+    @property
+    def display_url(self) -> str:
+        """The URL for messages and logs: without any credentials."""
+        return self._plain_url
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Stop the worker threads and close the connections."""
+    def close(self, *, wait: bool = True) -> None:
+        """Stop the worker threads and close the connections.  ``wait=False`` (on an error or
+        Ctrl-C) does not wait for requests in flight: a stalled read must not hold the exit."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=wait)
             self._pool = None
         self._client.close()
 
@@ -186,12 +398,12 @@ class DumbRemote:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        self.close(wait=exc_type is None)
 
     # -- plumbing --------------------------------------------------------------------------
 
     def _file_url(self, path: str) -> str:
-        return self.url + urllib.parse.quote(path.lstrip("/"), safe="/~@+=,:")
+        return self._plain_url + urllib.parse.quote(path.lstrip("/"), safe="/~@+=,:")
 
     def _count(self, requests: int = 0, nbytes: int = 0) -> None:
         with self._lock:
@@ -204,13 +416,97 @@ class DumbRemote:
     ) -> Iterator[httpx.Response]:
         """A streamed response, with transport failures turned into one-line RemoteErrors."""
         url = self._file_url(path)
-        self._count(requests=1)
+        stream = None
         try:
-            with self._client.stream(method, url, headers=headers) as resp:
+            while True:
+                cred = self._cred
+                sent = dict(headers or {})
+                if cred is not None and not self._header_auth:
+                    sent["Authorization"] = cred.header()
+                self._count(requests=1)
+                stream = self._client.stream(method, url, headers=sent)
+                resp = stream.__enter__()
+                self._answered = True
                 self._count(requests=len(resp.history))
-                yield resp
+                if resp.status_code == 401 and self._unauthorized(cred):
+                    stream.__exit__(None, None, None)
+                    stream = None
+                    continue
+                if cred is not None and resp.status_code < 400 and not self._approved:
+                    self._approve(cred)
+                break
+            yield resp
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, url) from None
+        finally:
+            if stream is not None:
+                stream.__exit__(None, None, None)
+
+    # -- authentication ----------------------------------------------------------------------
+
+    def _unauthorized(self, sent: credentials.Credential | None) -> bool:
+        """A 401 to a request sent with ``sent``: True to send it again with a credential.
+
+        git's credential helpers are asked at most once per remote (a clone, or the daemon's
+        lifetime); a credential the server refuses is rejected once and not asked again.
+        """
+        with self._auth_lock:
+            if self._cred is not None and self._cred is not sent:
+                return True  # another request got a credential meanwhile
+            if sent is not None:
+                if not self._refused:
+                    self._refused = True
+                    credentials.reject(sent, cwd=self._git_dir)
+                return False
+            if self._asked or self._header_auth:
+                return False
+            self._asked = True
+            self._cred = credentials.fill(
+                self._plain_url,
+                cwd=self._git_dir,
+                bearer=self.settings.authType.lower() == "bearer",
+            )
+            return self._cred is not None
+
+    def _approve(self, cred: credentials.Credential) -> None:
+        with self._auth_lock:
+            if self._approved or cred is not self._cred:
+                return
+            self._approved = True
+        credentials.approve(cred, cwd=self._git_dir)
+
+    # -- retries -----------------------------------------------------------------------------
+
+    def _retrying(self, op: Callable[[], _T]) -> _T:
+        """Run ``op``; transient failures (marked retryable) are attempted again after an
+        exponential backoff with jitter, up to ``lazygit.retries`` times; Retry-After is
+        honoured up to ``lazygit.retryMaxDelay``."""
+        attempt = 0
+        while True:
+            try:
+                return op()
+            except LazyGitError as exc:
+                delay = self._retry_delay(exc, attempt)
+                if delay is None:
+                    if attempt and getattr(exc, "retryable", False):
+                        exc.message = f"{exc.message}, {attempt + 1} attempts"
+                    raise
+            attempt += 1
+            with self._lock:
+                self.retries += 1
+            time.sleep(delay)
+
+    def _retry_delay(self, exc: LazyGitError, attempt: int) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``; None: do not try again."""
+        if not getattr(exc, "retryable", False) or attempt >= int(self.settings.retries):
+            return None
+        cap = max(0.0, float(self.settings.retryMaxDelay))
+        delay = min(cap, float(self.settings.retryBackoff) * (2**attempt))
+        delay *= self._rng.uniform(0.5, 1.0)  # jitter: concurrent requests spread out
+        after = getattr(exc, "retry_after", None)
+        if after is not None:
+            delay = max(delay, min(float(after), cap))
+        return delay
 
     def _transport_error(self, exc: Exception, url: str) -> RemoteError:
         fix = "check the URL and that the server is running"
@@ -219,8 +515,23 @@ class DumbRemote:
                 f"{_redact(url)}: more than {MAX_REDIRECTS} redirects",
                 fix="check the URL and the server's redirect rules",
             )
+        text = str(exc)
+        if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in text:
+            why = text.split("certificate verify failed:", 1)[-1].split("(_ssl")[0].strip()
+            return RemoteError(
+                f"cannot reach {self._hostport}: TLS certificate not trusted ({why})",
+                fix="set git config http.sslCAInfo to the server's CA certificate file, "
+                "or http.sslVerify false for a test server",
+            )
+        if isinstance(exc, httpx.ConnectError) and "SSL" in text:
+            return RemoteError(
+                f"cannot reach {self._hostport}: TLS handshake failed: {_reason(exc)}",
+                fix="check that the server speaks https on this port",
+            )
+        transient = True
         if isinstance(exc, httpx.ConnectTimeout):
             reason = f"no connection within {self.settings.connectTimeout:g} s"
+            transient = self._answered
         elif isinstance(exc, httpx.ReadTimeout):
             reason = f"no data for {self.settings.readTimeout:g} s"
             fix = "the server or network is slow; raise lazygit.readTimeout"
@@ -228,20 +539,42 @@ class DumbRemote:
             reason = "timed out"
         elif isinstance(exc, httpx.UnsupportedProtocol):
             return RemoteError(f"{_redact(url)}: {_reason(exc)}", fix="use an http(s) URL")
+        elif isinstance(exc, httpx.ProxyError):
+            reason = f"proxy failed: {_reason(exc)}"
+            fix = "check http.proxy and the proxy"
         elif isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
             err = RemoteError(
                 f"connection to {self._hostport} lost: {_reason(exc)}", fix="run the command again"
             )
-            err.retryable = True  # type: ignore[attr-defined]
-            return err
+            return _retryable(err)  # type: ignore[return-value]
+        elif isinstance(exc, httpx.ConnectError):
+            # Refused or unresolvable before the server ever answered: a wrong URL or a server
+            # that is down, not worth minutes of retries.  Later it is a restart: retry.
+            reason = _reason(exc)
+            transient = self._answered
+        elif isinstance(exc, httpx.TransportError):
+            reason = _reason(exc)
         else:
             reason = _reason(exc)
-        return RemoteError(f"cannot reach {self._hostport}: {reason}", fix=fix)
+            transient = False
+        err = RemoteError(f"cannot reach {self._hostport}: {reason}", fix=fix)
+        return _retryable(err) if transient else err  # type: ignore[return-value]
 
     def _status_error(self, resp: httpx.Response) -> HTTPStatusError:
         url = _redact(str(resp.url))
         status = resp.status_code
-        if status in (401, 403):
+        if status == 401:
+            if self._cred is not None or self._header_auth:
+                fix = (
+                    "the server refused the credential; update it in your git credential "
+                    "helper (or http.extraHeader, or the URL)"
+                )
+            else:
+                fix = (
+                    "the server wants credentials; set up a git credential helper "
+                    "(git config --global credential.helper store) or put them in the URL"
+                )
+        elif status == 403:
             fix = (
                 "the server refused access; put credentials in the URL "
                 "(https://user:token@host/path) or check the server's permissions"
@@ -252,7 +585,10 @@ class DumbRemote:
             fix = "the server failed; try again later"
         else:
             fix = None
-        return HTTPStatusError(url, status, fix)
+        err = HTTPStatusError(url, status, fix)
+        if status in RETRY_STATUSES:
+            _retryable(err, _parse_retry_after(resp.headers.get("retry-after")))
+        return err
 
     def _chunks(
         self,
@@ -295,6 +631,9 @@ class DumbRemote:
     def get_bytes(self, path: str, *, missing_ok: bool = False) -> bytes | None:
         """GET a small file. 404/410 -> None if missing_ok else HTTPStatusError.
         Connection problems -> RemoteError('cannot reach <host>: <reason>')."""
+        return self._retrying(lambda: self._get_bytes(path, missing_ok))
+
+    def _get_bytes(self, path: str, missing_ok: bool) -> bytes | None:
         with self._request("GET", path) as resp:
             if resp.status_code in (404, 410) and missing_ok:
                 return None
@@ -304,6 +643,9 @@ class DumbRemote:
 
     def stat(self, path: str) -> FileInfo:
         """HEAD (falls back to GET Range 0-0); size and validators."""
+        return self._retrying(lambda: self._stat(path))
+
+    def _stat(self, path: str) -> FileInfo:
         with self._request("HEAD", path) as resp:
             status = resp.status_code
             length = resp.headers.get("content-length")
@@ -342,7 +684,7 @@ class DumbRemote:
                 return self._mode
             if info.size == 0:
                 return RangeMode.NONE  # nothing to learn from an empty file; not cached
-            self._mode = self._probe(info)
+            self._mode = self._retrying(lambda: self._probe(info))
             return self._mode
 
     def _probe(self, info: FileInfo) -> RangeMode:
@@ -386,6 +728,33 @@ class DumbRemote:
     def _iter_file(
         self, info: FileInfo, chunk_size: int, on_bytes: Callable[[int], None] | None
     ) -> Iterator[bytes]:
+        """The whole file; after a transient failure it is requested again and the bytes
+        already passed on are skipped (the validators prove it is the same file)."""
+        done = 0
+        attempt = 0
+        while True:
+            try:
+                seen = 0
+                for chunk in self._iter_file_once(info, chunk_size, on_bytes):
+                    end = seen + len(chunk)
+                    if end > done:
+                        out = chunk[max(0, done - seen) :]
+                        done = end
+                        yield out
+                    seen = end
+                return
+            except LazyGitError as exc:
+                delay = self._retry_delay(exc, attempt)
+                if delay is None:
+                    raise
+            attempt += 1
+            with self._lock:
+                self.retries += 1
+            time.sleep(delay)
+
+    def _iter_file_once(
+        self, info: FileInfo, chunk_size: int, on_bytes: Callable[[int], None] | None
+    ) -> Iterator[bytes]:
         with self._request("GET", info.path) as resp:
             if resp.status_code != 200:
                 raise self._status_error(resp)
@@ -397,9 +766,11 @@ class DumbRemote:
                     raise self._changed(info)
                 yield chunk
             if got != info.size:
-                raise CorruptDataError(
-                    f"{info.path}: the server sent {got} of {info.size} bytes",
-                    fix="run the command again",
+                raise _retryable(
+                    CorruptDataError(
+                        f"{info.path}: the server sent {got} of {info.size} bytes",
+                        fix="run the command again",
+                    )
                 )
 
     def read_extents(
@@ -466,12 +837,14 @@ class DumbRemote:
             if close is not None:
                 close()
         if cur is not None:
-            raise CorruptDataError(f"{info.path}: the server sent fewer bytes than needed")
+            raise _retryable(
+                CorruptDataError(f"{info.path}: the server sent fewer bytes than needed")
+            )
 
-    def _executor(self) -> ThreadPoolExecutor:
+    def _executor(self) -> _DaemonPool:
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="lazygit-http")
+                self._pool = _DaemonPool(self._workers)
             return self._pool
 
     def _read_ranged(
@@ -544,15 +917,8 @@ class DumbRemote:
     def _fetch_retrying(
         self, info: FileInfo, group: list[Extent], on_bytes: Callable[[int], None] | None
     ) -> dict[Extent, bytes]:
-        """``_fetch``, repeated when the connection broke (ranged GETs are idempotent)."""
-        attempt = 0
-        while True:
-            try:
-                return self._fetch(info, group, on_bytes)
-            except RemoteError as exc:
-                attempt += 1
-                if not getattr(exc, "retryable", False) or attempt > TRANSPORT_RETRIES:
-                    raise
+        """``_fetch``, repeated after transient failures (ranged GETs are idempotent)."""
+        return self._retrying(lambda: self._fetch(info, group, on_bytes))
 
     def _fetch(
         self, info: FileInfo, group: list[Extent], on_bytes: Callable[[int], None] | None
@@ -586,7 +952,10 @@ class DumbRemote:
             boundary = multipart_boundary(resp.headers.get("content-type", ""))
             chunks = self._chunks(resp, on_bytes)
             if boundary is not None:
-                received = list(iter_multipart(chunks, boundary))
+                try:
+                    received = list(iter_multipart(chunks, boundary))
+                except CorruptDataError as exc:
+                    raise _retryable(exc) from None  # most often a body cut short
             else:
                 start, end, total = parse_content_range(resp.headers.get("content-range", ""))
                 if total is not None and total != info.size:
@@ -602,7 +971,9 @@ class DumbRemote:
         starts = [p[0] for p in received]
         for start, end, data in received:
             if len(data) != end - start or end > info.size:
-                raise CorruptDataError(f"{info.path}: a range from the server has a bad length")
+                raise _retryable(
+                    CorruptDataError(f"{info.path}: a range from the server has a bad length")
+                )
         out: dict[Extent, bytes] = {}
         missing = False
         for e in group:
@@ -622,5 +993,7 @@ class DumbRemote:
         if missing:
             if len(group) > 1:
                 raise _Downgrade  # answered only some ranges: ask one by one
-            raise CorruptDataError(f"{info.path}: the server sent a different range than asked")
+            raise _retryable(
+                CorruptDataError(f"{info.path}: the server sent a different range than asked")
+            )
         return out
