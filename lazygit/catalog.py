@@ -155,7 +155,8 @@ class Catalog:
             "meta_done": sorted(self.meta_done),
         }
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.cache_dir / CATALOG_FILE, json.dumps(doc, indent=1).encode())
+        # Private: the server URL in it may carry credentials.
+        _write_atomic(self.cache_dir / CATALOG_FILE, json.dumps(doc, indent=1).encode(), 0o600)
 
     @classmethod
     def open(cls, cache_dir: Path, connect: Callable[[str], DumbRemote]) -> Catalog:
@@ -214,7 +215,9 @@ def _validator(info: FileInfo) -> dict[str, object]:
     return {"size": info.size, "etag": info.etag, "last_modified": info.last_modified}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
     os.replace(tmp, path)

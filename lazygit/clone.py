@@ -20,7 +20,15 @@ from urllib.parse import urlsplit
 from lazygit.catalog import Catalog
 from lazygit.config import Settings
 from lazygit.discovery import RemoteRepo, discover, peeled_oids
-from lazygit.errors import CorruptDataError, DestinationError, LazyGitError, RemoteError
+from lazygit.errors import (
+    CorruptDataError,
+    DestinationError,
+    GitCommandError,
+    HTTPStatusError,
+    LazyGitError,
+    NotAGitServerError,
+    RemoteError,
+)
 from lazygit.fetch import FetchEngine, FetchStats, fetch_metadata
 from lazygit.localrepo import STATE_DIR, LocalRepo, ensure_empty_destination
 from lazygit.progress import QUIET, Progress
@@ -61,9 +69,18 @@ def normalize_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise LazyGitError(
-            f"not an http(s) URL: {url!r}", "lazygit clones from http:// or https:// URLs"
+            f"not an http(s) URL: {without_credentials(url)!r}",
+            "lazygit clones from http:// or https:// URLs",
         )
     return url if url.endswith("/") else url + "/"
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without ``user:password@``: what may be stored in git config or shown."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 def default_dest(url: str) -> Path:
@@ -132,7 +149,12 @@ def clone(
     except BaseException as exc:
         _remove(dest, existed)
         resumable = any(resume.glob("ranges/*.data")) or any(resume.glob("catalog/packs/*"))
-        hint = "run the same command again to resume" if resumable else None
+        # Only where a rerun can help: not for damaged or missing data on the server.
+        transient = isinstance(exc, (KeyboardInterrupt, DestinationError)) or (
+            isinstance(exc, RemoteError)
+            and not isinstance(exc, (NotAGitServerError, HTTPStatusError, CorruptDataError))
+        )
+        hint = "run the same command again to resume" if resumable and transient else None
         if isinstance(exc, KeyboardInterrupt):
             raise Interrupted("interrupted", hint) from None
         if isinstance(exc, OSError) and not isinstance(exc, LazyGitError):
@@ -163,11 +185,16 @@ def _clone(
     try:
         snapshot = discover(remote, connect_alternate=connect)
         branch, head_oid = _choose_head(snapshot, opts.branch)
-        repo = LocalRepo.init(dest, initial_branch=branch)
+        try:
+            repo = LocalRepo.init(dest, initial_branch=branch)
+        except GitCommandError as exc:
+            raise DestinationError(f"cannot create a repository at {dest}: {exc.message}") from None
         repo.state_dir.mkdir(exist_ok=True)
         (repo.state_dir / INCOMPLETE_MARKER).touch()
         given = opts.url[len("lazy::") :] if opts.url.startswith("lazy::") else opts.url
-        repo.configure_partial_clone(given, opts.remote_name)
+        # git passes the remote URL to git-remote-lazy on its command line (visible in `ps`):
+        # keep credentials out of it.  The daemon reads the URL from the catalog (mode 0600).
+        repo.configure_partial_clone(without_credentials(given), opts.remote_name)
         # Pack indexes and pack bytes go to the resume directory first: kept if we fail.
         catalog = Catalog(snapshot.sources, resume / "catalog")
         n_packs = sum(len(s.packs) for s in snapshot.sources)

@@ -157,7 +157,9 @@ class Daemon:
         state = self.repo.state_dir
         if not (state / "catalog.json").exists():
             raise DaemonError(f"{git_dir} is not a lazygit clone (no {state / 'catalog.json'})")
-        self.catalog = Catalog.open(state, lambda url: DumbRemote(url, self.settings))
+        self.catalog = Catalog.open(
+            state, lambda url: DumbRemote(url, self.settings, git_dir=git_dir)
+        )
         self.local = self.repo.local_objects()
         self.cache = BlockCache(self.settings.blockCacheBytes)
         self.engine = FetchEngine(

@@ -50,7 +50,9 @@ def open_engine(repo: LocalRepo, settings: Settings) -> Iterator[Any]:
         raise LazyGitError(
             f"{repo.cwd} is not a lazygit clone", "run it inside a clone made by lazygit clone"
         )
-    catalog = Catalog.open(repo.state_dir, lambda url: DumbRemote(url, settings))
+    catalog = Catalog.open(
+        repo.state_dir, lambda url: DumbRemote(url, settings, git_dir=repo.git_dir)
+    )
     try:
         yield FetchEngine(catalog, repo, settings)
     finally:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import base64
 import os
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Published
+from conftest import Published, stop_daemon
 from faultproxy import FaultProxy
 from servers import Nginx, free_port
 
@@ -180,6 +181,36 @@ def test_url_credentials_never_shown(
     url = auth_proxy.url(small.name).replace("http://", f"http://{USER}:{PASSWORD}@")
     proc = clone(url, tmp_path / "ok", None, "--no-checkout")
     assert proc.returncode == 0, proc.stderr
+    # git passes remote.origin.url to git-remote-lazy on its command line: no password there.
+    # The daemon finds it in the private catalog and fetches without asking.
+    ok = tmp_path / "ok"
+    remote_url = subprocess.run(
+        ["git", "-C", str(ok), "config", "remote.origin.url"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert PASSWORD not in remote_url and USER not in remote_url
+    catalog = ok / ".git" / "lazygit" / "catalog.json"
+    assert stat.S_IMODE(catalog.stat().st_mode) == 0o600
+    try:
+        missing = subprocess.run(
+            ["git", "-C", str(ok), "rev-list", "--objects", "--missing=print", "HEAD"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "GIT_NO_LAZY_FETCH": "1"},
+        ).stdout
+        blob = next(ln[1:] for ln in missing.splitlines() if ln.startswith("?"))
+        show = subprocess.run(
+            ["git", "-C", str(ok), "cat-file", "-p", blob],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )
+        assert show.returncode == 0, show.stderr
+        assert PASSWORD not in (ok / ".git" / "lazygit" / "daemon.log").read_text()
+    finally:
+        stop_daemon(ok / ".git")
     # Refused, unreachable, missing: the password appears in no message.
     bad = url.replace(PASSWORD, "wrong-pw-ABC")
     port = free_port()
