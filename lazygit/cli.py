@@ -186,11 +186,24 @@ def doctor(
         bool, typer.Option("--full", help="Also verify every object of the local packs.")
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable report.")] = False,
+    do_repair: Annotated[
+        bool,
+        typer.Option("--repair", help="Move damaged local packs aside and fetch them again."),
+    ] = False,
 ) -> None:
     """Check git, git-remote-lazy, the daemon, the server and the local packs; name fixes."""
     import json
 
     from lazygit.doctor import doctor as do_doctor
+
+    if do_repair:
+        from lazygit.doctor import find_clone, repair
+
+        clone = find_clone()
+        if clone is None:
+            raise LazyGitError("not inside a lazy clone", "run `lazygit doctor --repair` in one")
+        for line in repair(clone, full=full) or ["no damaged local pack"]:
+            typer.echo(f"repaired: {line}" if line != "no damaged local pack" else line)
 
     def show(c: object) -> None:
         from lazygit.doctor import DoctorReport

@@ -499,17 +499,63 @@ def _verify_full(pack: Path, cwd: Path) -> str | None:
     return None
 
 
-def check_integrity(clone: Clone, *, full: bool) -> Check:
-    """Local promisor packs: SHA-1 trailers (fast), or every object with --full."""
-    repo = clone.repo
-    packs = promisor_packs(repo)
+def damaged_packs(clone: Clone, *, full: bool) -> list[tuple[Path, str]]:
+    """Local promisor packs that fail their checksums (or, with ``full``, git verify-pack)."""
     bad = []
-    for pack in packs:
+    for pack in promisor_packs(clone.repo):
         why = _verify_checksums(pack)
         if why is None and full:
-            why = _verify_full(pack, repo.git_dir)
+            why = _verify_full(pack, clone.repo.git_dir)
         if why:
             bad.append((pack, why))
+    return bad
+
+
+def repair(clone: Clone, *, full: bool) -> list[str]:
+    """Move damaged promisor packs to .git/lazygit/damaged/ and fetch what they held again.
+
+    The objects are listed from the pack's .idx when that is intact (else they come back on
+    demand, as every promisor object can).  Returns one line per repaired pack.
+    """
+    from lazygit.sparsecmd import open_engine
+
+    lines = []
+    for pack, why in damaged_packs(clone, full=full):
+        oids = _idx_oids(pack.with_suffix(".idx"))
+        aside = clone.repo.state_dir / "damaged"
+        aside.mkdir(parents=True, exist_ok=True)
+        for suffix in (".pack", ".idx", ".rev", ".bitmap", ".promisor", ".keep"):
+            f = pack.with_suffix(suffix)
+            if f.exists():
+                os.replace(f, aside / f.name)
+        fetched = 0
+        if oids:
+            with open_engine(clone.repo, Settings.load(clone.repo.git_dir)) as engine:
+                stats = engine.fetch(oids)
+                fetched = stats.objects
+        lines.append(f"{pack.name}: {why}; moved to {aside}, {fetched} objects fetched again")
+    return lines
+
+
+def _idx_oids(idx: Path) -> list[bytes]:
+    """The object ids a pack index lists, or [] when the index itself is damaged."""
+    try:
+        data = idx.read_bytes()
+    except OSError:
+        return []
+    if len(data) < 1072 or hashlib.sha1(data[:-20]).digest() != data[-20:]:
+        return []
+    if data[:8] != b"\xfftOc\x00\x00\x00\x02":
+        return []
+    n = int.from_bytes(data[8 + 255 * 4 : 8 + 256 * 4], "big")
+    start = 8 + 256 * 4
+    return [data[start + 20 * i : start + 20 * (i + 1)] for i in range(n)]
+
+
+def check_integrity(clone: Clone, *, full: bool) -> Check:
+    """Local promisor packs: SHA-1 trailers (fast), or every object with --full."""
+    packs = promisor_packs(clone.repo)
+    bad = damaged_packs(clone, full=full)
     how = "every object checked (git verify-pack)" if full else "checksums match"
     data = {"packs": len(packs), "damaged": [str(p) for p, _ in bad], "full": full}
     if bad:
@@ -518,8 +564,8 @@ def check_integrity(clone: Clone, *, full: bool) -> Check:
             "integrity",
             FAIL,
             "; ".join(why for _, why in bad),
-            f"move the damaged pack away (mkdir -p ../damaged && mv {names} ../damaged/); "
-            "lazygit fetches what it held again on demand",
+            f"run `lazygit doctor --repair` (or move {names} away: lazygit fetches what it "
+            "held again on demand)",
             data,
         )
     return Check("integrity", OK, f"{len(packs)} promisor packs: {how}", data=data)
