@@ -194,7 +194,7 @@ def _clone(
         given = opts.url[len("lazy::") :] if opts.url.startswith("lazy::") else opts.url
         # git passes the remote URL to git-remote-lazy on its command line (visible in `ps`):
         # keep credentials out of it.  The daemon reads the URL from the catalog (mode 0600).
-        repo.configure_partial_clone(without_credentials(given), opts.remote_name)
+        repo.configure_partial_clone(without_credentials(given), opts.remote_name, branch)
         # Pack indexes and pack bytes go to the resume directory first: kept if we fail.
         catalog = Catalog(snapshot.sources, resume / "catalog")
         n_packs = sum(len(s.packs) for s in snapshot.sources)
@@ -279,10 +279,7 @@ def _write_refs(
         default = snapshot.head_target[len("refs/heads/") :]
         if any(r.name == snapshot.head_target for r in snapshot.refs):
             repo.set_symref(f"refs/remotes/{remote}/HEAD", f"refs/remotes/{remote}/{default}")
-    if branch is not None and head_oid is not None:
-        repo.git(["config", f"branch.{branch}.remote", remote])
-        repo.git(["config", f"branch.{branch}.merge", f"refs/heads/{branch}"])
-    elif head_oid is not None:
+    if branch is None and head_oid is not None:
         repo.git(["update-ref", "--no-deref", "HEAD", head_oid.hex()])
 
 

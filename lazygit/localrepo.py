@@ -81,18 +81,32 @@ class LocalRepo:
         return run_git(args, cwd=self.cwd, input=input, env={"GIT_DIR": str(self.git_dir)}).stdout
 
     # -- configuration and refs ---------------------------------------------------------
-    def configure_partial_clone(self, url: str, remote: str = "origin") -> None:
-        """Write the config that makes stock git treat this as a partial clone of lazy::URL."""
-        settings = [
-            ("core.repositoryformatversion", "1"),
-            ("extensions.partialClone", remote),
-            (f"remote.{remote}.url", f"lazy::{url}"),
-            (f"remote.{remote}.fetch", f"+refs/heads/*:refs/remotes/{remote}/*"),
-            (f"remote.{remote}.promisor", "true"),
-            (f"remote.{remote}.partialclonefilter", "blob:none"),
-        ]
-        for key, value in settings:
-            self.git(["config", key, value])
+    def configure_partial_clone(
+        self, url: str, remote: str = "origin", branch: str | None = None
+    ) -> None:
+        """Write the config that makes stock git treat this as a partial clone of lazy::URL
+        (and ``branch`` track the remote's), in one `git config` run and one append: the
+        repository was just made by `git init`, so its config has no such sections yet."""
+        self.git(["config", "core.repositoryformatversion", "1"])
+
+        def quote(value: str) -> str:
+            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        text = (
+            f"[extensions]\n\tpartialClone = {quote(remote)}\n"
+            f"[remote {quote(remote)}]\n"
+            f"\turl = {quote('lazy::' + url)}\n"
+            f"\tfetch = {quote(f'+refs/heads/*:refs/remotes/{remote}/*')}\n"
+            "\tpromisor = true\n"
+            "\tpartialclonefilter = blob:none\n"
+        )
+        if branch is not None:
+            text += (
+                f"[branch {quote(branch)}]\n\tremote = {quote(remote)}\n"
+                f"\tmerge = {quote('refs/heads/' + branch)}\n"
+            )
+        with open(self.git_dir / "config", "a", encoding="utf-8") as f:
+            f.write(text)
 
     def update_refs(self, updates: Iterable[tuple[str, bytes]]) -> None:
         """Create refs in one transaction (``git update-ref --stdin``)."""
