@@ -266,15 +266,16 @@ def _choose_head(snapshot: RemoteRepo, branch: str | None) -> tuple[str | None, 
 def _write_refs(
     repo: LocalRepo, snapshot: RemoteRepo, remote: str, branch: str | None, head_oid: bytes | None
 ) -> None:
-    updates: list[tuple[str, bytes]] = []
+    updates: list[tuple[str, bytes, bytes | None]] = []
     for ref in snapshot.refs:
         if ref.name.startswith("refs/heads/"):
-            updates.append((f"refs/remotes/{remote}/{ref.name[len('refs/heads/') :]}", ref.oid))
+            name = f"refs/remotes/{remote}/{ref.name[len('refs/heads/') :]}"
+            updates.append((name, ref.oid, None))
         elif ref.name.startswith("refs/tags/"):
-            updates.append((ref.name, ref.oid))
+            updates.append((ref.name, ref.oid, ref.peeled))
     if branch is not None and head_oid is not None:
-        updates.append((f"refs/heads/{branch}", head_oid))
-    repo.update_refs(updates)
+        updates.append((f"refs/heads/{branch}", head_oid, None))
+    repo.write_packed_refs(updates)
     if snapshot.head_target and snapshot.head_target.startswith("refs/heads/"):
         default = snapshot.head_target[len("refs/heads/") :]
         if any(r.name == snapshot.head_target for r in snapshot.refs):

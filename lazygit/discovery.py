@@ -85,7 +85,7 @@ def parse_info_refs(data: bytes) -> list[Ref]:
                 raise CorruptDataError(f"info/refs peels {base!r} before listing it")
             refs[base] = Ref(base, refs[base].oid, oid)
             continue
-        if not _REF_NAME.match(name) or ".." in name or "//" in name:
+        if not valid_ref_name(name):
             raise CorruptDataError(f"invalid ref name in info/refs line {lineno}: {name[:80]!r}")
         if name not in refs:
             order.append(name)
@@ -93,6 +93,20 @@ def parse_info_refs(data: bytes) -> list[Ref]:
         if len(order) > MAX_REFS:
             raise CorruptDataError(f"info/refs lists more than {MAX_REFS} refs")
     return [refs[n] for n in order]
+
+
+_BAD_REF_CHARS = frozenset(" ~^:?*[\\\x7f") | frozenset(chr(c) for c in range(32))
+
+
+def valid_ref_name(name: str) -> bool:
+    """git check-ref-format's rules (refs are written straight into packed-refs)."""
+    if name == "HEAD":
+        return True
+    if not name.startswith("refs/") or name.endswith(("/", ".")) or "@{" in name:
+        return False
+    if ".." in name or "//" in name or any(c in _BAD_REF_CHARS for c in name):
+        return False
+    return all(p and not p.startswith(".") and not p.endswith(".lock") for p in name.split("/"))
 
 
 def parse_head(data: bytes) -> tuple[str | None, bytes | None]:

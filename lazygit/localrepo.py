@@ -108,6 +108,22 @@ class LocalRepo:
         with open(self.git_dir / "config", "a", encoding="utf-8") as f:
             f.write(text)
 
+    def write_packed_refs(self, refs: Iterable[tuple[str, bytes, bytes | None]]) -> None:
+        """Write the refs of a new repository as its packed-refs file, as `git clone` does.
+
+        (name, oid, peeled) triples; one file instead of a loose file per ref, which matters
+        with many tags (200,000 refs: seconds instead of most of a minute).
+        """
+        lines = ["# pack-refs with: peeled fully-peeled sorted \n"]
+        for name, oid, peeled in sorted(refs):
+            lines.append(f"{oid.hex()} {name}\n")
+            if peeled is not None:
+                lines.append(f"^{peeled.hex()}\n")
+        path = self.git_dir / "packed-refs"
+        tmp = path.with_name("packed-refs.lock")
+        tmp.write_text("".join(lines), encoding="utf-8")
+        os.replace(tmp, path)
+
     def update_refs(self, updates: Iterable[tuple[str, bytes]]) -> None:
         """Create refs in one transaction (``git update-ref --stdin``)."""
         lines = "".join(f"update {name} {oid.hex()}\n" for name, oid in updates)
