@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import mimetypes
 import os
 import re
 import socket
 import threading
+import weakref
 from pathlib import Path
 from types import TracebackType
 
@@ -77,14 +79,26 @@ class _RepoFiles(StaticFiles):
         status_code: int = 200,
     ) -> Response:
         rel = os.path.relpath(os.fspath(full_path), os.path.realpath(str(self.directory)))
+        # The validators must describe the very bytes sent.  StaticFiles stat()ed the path
+        # before this call and FileResponse opens it after; a file replaced in between (a
+        # server repack renaming a new pack into place) would go out under the old ETag.
+        # So: open it now, take the validators from that open file, and serve that file.
+        fd = os.open(full_path, os.O_RDONLY | os.O_CLOEXEC)
+        stat_result = os.fstat(fd)
         headers = {
             # FileResponse only sets these if absent, so ours win.
             "etag": _etag(stat_result),
             "cache-control": cache_control_for(rel.replace(os.sep, "/")),
         }
         response = _RepoFileResponse(
-            full_path, status_code=status_code, stat_result=stat_result, headers=headers
+            f"/proc/self/fd/{fd}",
+            status_code=status_code,
+            stat_result=stat_result,
+            headers=headers,
+            media_type=mimetypes.guess_type(os.fspath(full_path))[0] or "application/octet-stream",
         )
+        # Closed when the response is done with (sent, refused, or dropped by a client).
+        weakref.finalize(response, os.close, fd)
         if self.is_not_modified(response.headers, Headers(scope=scope)):
             return NotModifiedResponse(response.headers)
         return response

@@ -264,6 +264,12 @@ EXPECTED_MODE = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _data_dir(server_root: Path) -> None:
+    """Every test may put files into DATA_DIR, also when it runs alone."""
+    (server_root / DATA_DIR).mkdir(exist_ok=True)
+
+
 def remote_for(request: pytest.FixtureRequest, name: str, **kw: object) -> DumbRemote:
     server = request.getfixturevalue(name)
     remote = DumbRemote(server.url(DATA_DIR), settings(**kw))
