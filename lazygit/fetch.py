@@ -443,12 +443,21 @@ class FetchEngine:
     def _read_rounds(
         self, want: dict[int, set[int]], spool: IO[bytes], progress: Progress
     ) -> tuple[dict[tuple[int, int], tuple[int, int]], int]:
-        """Read wanted entries, then their missing delta bases, breadth-first, into ``spool``."""
+        """Read wanted entries, then their missing delta bases, breadth-first, into ``spool``.
+
+        Rounds after the first read ``lazygit.readBehind`` bytes before each base as well:
+        a delta family sits together in a server pack, so the deeper bases of a chain are
+        usually there, and a chain of depth 12 costs a round or two instead of twelve.  Every
+        entry that arrives (read-behind, or in a gap read through) is kept aside for the
+        rest of the batch and used when it turns out to be a base.
+        """
         spooled: dict[tuple[int, int], tuple[int, int]] = {}
+        aside: dict[tuple[int, int], bytes] = {}
         # Every oid read or queued: an object stored in two server packs is read once.
         self._queued = {
             self.catalog.packs[pno].pack.oid_at(off) for pno, offs in want.items() for off in offs
         }
+        behind = max(0, int(self.settings.readBehind))
         rounds = 0
         task = progress.task("objects", total=None)
         while want:
@@ -457,30 +466,60 @@ class FetchEngine:
             for pno, offsets in sorted(want.items()):
                 h = self.catalog.packs[pno]
                 entries = [h.pack.extent_at(o) for o in sorted(offsets)]
+                reads = entries
+                if rounds > 1 and behind:
+                    reads = [
+                        Extent(h.pack.entry_at_or_after(max(0, e.start - behind)), e.end)
+                        for e in entries
+                    ]
                 merged = coalesce(
-                    entries, min_gap=self.settings.rangeGap, overhead=self.settings.rangeOverhead
+                    reads, min_gap=self.settings.rangeGap, overhead=self.settings.rangeOverhead
                 )
-                it = iter(entries)
-                entry = next(it, None)
                 for ext, data in self.reader(h, merged, task.advance):
-                    while entry is not None and entry.start < ext.end:
-                        raw = _slice(ext, data, entry)
-                        spooled[(pno, entry.start)] = (spool.tell(), len(raw))
-                        spool.write(raw)
-                        self._queue_base(pno, entry.start, raw, nxt)
-                        entry = next(it, None)
+                    pos = ext.start
+                    while pos < ext.end:
+                        entry = h.pack.extent_at(pos)
+                        if entry.end > ext.end:
+                            break
+                        if (pno, pos) not in spooled:
+                            aside[(pno, pos)] = _slice(ext, data, entry)
+                        pos = entry.end
+                for off in sorted(offsets):
+                    self._take((pno, off), aside, spooled, spool, nxt)
             want = nxt
         task.done()
         return spooled, rounds
 
-    def _queue_base(
+    def _take(
         self,
-        pno: int,
-        offset: int,
-        raw: bytes,
+        key: tuple[int, int],
+        aside: dict[tuple[int, int], bytes],
+        spooled: dict[tuple[int, int], tuple[int, int]],
+        spool: IO[bytes],
         nxt: dict[int, set[int]],
     ) -> None:
-        """Queue the delta base of an entry for the next round unless it is local or coming."""
+        """Spool the entry at ``key`` and follow its delta chain as far as ``aside`` reaches;
+        the first base not at hand is queued for the next round."""
+        while key is not None and key not in spooled:
+            raw = aside.pop(key, None)
+            if raw is None:
+                raise CorruptDataError(
+                    f"{self.catalog.packs[key[0]].name}: entry at {key[1]} "
+                    "was not in the server's answer"
+                )
+            spooled[key] = (spool.tell(), len(raw))
+            spool.write(raw)
+            base = self._base_to_fetch(key[0], key[1], raw)
+            if base is None:
+                return
+            if base in aside:
+                key = base  # arrived already (read behind, or in a gap): no round needed
+            else:
+                nxt[base[0]].add(base[1])
+                return
+
+    def _base_to_fetch(self, pno: int, offset: int, raw: bytes) -> tuple[int, int] | None:
+        """Where the delta base of an entry must come from, or None if it is local or coming."""
         header = parse_entry_header(raw)
         if header.type == OFS_DELTA:
             assert header.base_distance is not None
@@ -498,17 +537,17 @@ class FetchEngine:
             loc = self.catalog.locate(base_oid)
             if loc is None:
                 if base_oid in self.local:
-                    return
+                    return None
                 raise RemoteError(f"delta base {base_oid.hex()} is not on the server")
             base_pno, base_off = self.catalog.packs.index(loc[0]), loc[1]
         else:
-            return
+            return None
         if base_oid in self._queued:
-            return  # read or coming; the writer names it as a REF_DELTA base if need be
+            return None  # read or coming; the writer names it by offset or id
         if base_oid in self.local:
-            return  # written as a REF_DELTA against the local object (index-pack --fix-thin)
+            return None  # written as a REF_DELTA against the local object (index-pack --fix-thin)
         self._queued.add(base_oid)
-        nxt[base_pno].add(base_off)
+        return (base_pno, base_off)
 
     def _write_pack(
         self,

@@ -18,7 +18,7 @@ import io
 import struct
 import sys
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -377,6 +377,11 @@ class ServerPack:
         if pos < 0 or self._sorted[pos] != offset:
             raise KeyError(offset)
         return pos
+
+    def entry_at_or_after(self, offset: int) -> int:
+        """Offset of the first entry starting at or after ``offset`` (the pack end if none)."""
+        pos = bisect_left(self._sorted, offset)
+        return self._sorted[pos] if pos < len(self._sorted) else self.size - 20
 
     def offset_at_position(self, pos: int) -> int:
         """Offset of the pos-th entry in pack order."""
