@@ -39,6 +39,8 @@ MAX_SOCKET_PATH = 100
 #: Seconds a request of blame / log -p / grep waits for the history index on a cold daemon
 #: (the index lets its first batch carry what the command reads next).
 HISTORY_WAIT = 3.0
+#: A request for this many objects is a batch already: it does not wait for prediction.
+BIG_REQUEST = 64
 #: Seconds a request waits for the history index to decide the sparse-cone policy.
 POLICY_WAIT = 10.0
 #: Seconds between checks whether the refs moved (the history index is then rebuilt).
@@ -179,6 +181,8 @@ class Daemon:
         self.history_ready = threading.Event()
         self._history_checked = 0.0
         self._history_lock = threading.Lock()
+        # Built at once (a clone pre-starts the daemon, so this is usually idle time), at low
+        # priority so that it does not slow a batch that runs meanwhile.
         threading.Thread(target=self._load_history, name="history", daemon=True).start()
 
     # -- settings, history, cone --------------------------------------------------------
@@ -205,6 +209,10 @@ class Daemon:
 
     def _load_history(self) -> None:
         from lazygit.prefetch import Predictor, load_or_build
+
+        with contextlib.suppress(OSError, AttributeError):
+            # Linux niceness is per thread; the `git log` it starts inherits it.
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
         try:
             index = load_or_build(self.git_dir, self.repo.state_dir / "history.idx")
@@ -296,6 +304,8 @@ class Daemon:
         budget = self.settings.prefetchBytes
         if budget <= 0 or not missing:
             return []
+        if len(missing) >= BIG_REQUEST and not self.history_ready.is_set():
+            return []  # already a batch (a checkout): nothing to wait for
         intent = requester_intent(pid)
         if not self.history_ready.is_set() and _heavy(intent):
             self.history_ready.wait(HISTORY_WAIT)
