@@ -246,51 +246,24 @@ class Bench:
         ).stdout.strip()
 
     def clones(self, both: list[Nginx], dumb_url: str, smart_url: str, i: int) -> None:
-        lazy = self.fresh("lazy")
-        self.record(
-            "clone --no-checkout",
-            "lazygit",
-            measure(
-                both, lambda: run(["lazygit", "clone", "-q", "--no-checkout", dumb_url, str(lazy)])
-            ),
-        )
-        part = self.fresh("partial")
-        self.record(
-            "clone --no-checkout",
-            "git partial (smart)",
-            measure(
-                both,
-                lambda: run(
-                    [
-                        "git",
-                        "clone",
-                        "-q",
-                        "--filter=blob:none",
-                        "--no-checkout",
-                        smart_url,
-                        str(part),
-                    ]
-                ),
-            ),
-        )
+        op = "clone --no-checkout"
+        tools: list[tuple[str, str, list[str], bool]] = [
+            ("lazygit", "lazy", ["lazygit", "clone", "-q", "--no-checkout", dumb_url], True),
+            ("git partial (smart)", "partial",
+             ["git", "clone", "-q", "--filter=blob:none", "--no-checkout", smart_url], True),
+            # The full clones are slow and steady: one run is enough.
+            ("git full (smart)", "full-smart", ["git", "clone", "-q", "--no-checkout", smart_url],
+             False),
+            ("git full (dumb HTTP)", "full-dumb",
+             ["git", "clone", "-q", "--no-checkout", dumb_url], False),
+        ]  # fmt: skip
+        for tool, scratch, argv, every_run in tools:
+            if every_run or i == 0:
+                dest = self.fresh(scratch)
+                cmd = [*argv, str(dest)]
+                self.record(op, tool, measure(both, lambda cmd=cmd: run(cmd)))
+                stop_daemon(dest)
         self.concurrent(both, dumb_url, smart_url)
-        if i == 0:  # the full clones are slow and steady: one run is enough
-            full = self.fresh("full-smart")
-            self.record(
-                "clone --no-checkout",
-                "git full (smart)",
-                measure(
-                    both, lambda: run(["git", "clone", "-q", "--no-checkout", smart_url, str(full)])
-                ),
-            )
-            dumb = self.fresh("full-dumb")
-            self.record(
-                "clone --no-checkout",
-                "git full (dumb HTTP)",
-                measure(
-                    both, lambda: run(["git", "clone", "-q", "--no-checkout", dumb_url, str(dumb)])
-                ),
-            )
 
     def concurrent(self, both: list[Nginx], dumb_url: str, smart_url: str) -> None:
         """CONCURRENT clones at once: total time and what it costs the server."""

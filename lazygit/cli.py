@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from lazygit.errors import LazyGitError
+from lazygit.progress import human_size as _size
 
 app = typer.Typer(
     add_completion=False,
@@ -27,12 +28,6 @@ def _say(quiet: bool, message: str) -> None:
         typer.echo(message, err=True)
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 @app.command()

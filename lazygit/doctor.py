@@ -26,6 +26,7 @@ from lazygit.config import Settings
 from lazygit.errors import DaemonError, HTTPStatusError, LazyGitError
 from lazygit.gitcmd import git_env, run_git
 from lazygit.localrepo import LocalRepo
+from lazygit.progress import human_size as _size
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 #: git versions (per minor release line) that honour GIT_NO_LAZY_FETCH (May 2024 fixes).
@@ -79,12 +80,6 @@ class DoctorReport:
         return out
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 # ---------------------------------------------------------------------------------------

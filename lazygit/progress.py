@@ -85,3 +85,12 @@ class Progress:
 
 
 QUIET = Progress(quiet=True)
+
+
+def human_size(n: float) -> str:
+    """Bytes as a short human-readable size ("512 B", "3.4 MiB")."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
