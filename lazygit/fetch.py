@@ -12,8 +12,9 @@ from __future__ import annotations
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 from lazygit.blockcache import Reader, direct_reader
@@ -79,15 +80,6 @@ class _Meter:
             seconds=time.monotonic() - self.t0,
             packs=packs,
         )
-
-
-def _entries_in(handle: PackHandle, extent: Extent) -> Iterator[Extent]:
-    """The pack entries that tile ``extent`` (which starts at an entry)."""
-    pos = extent.start
-    while pos < extent.end:
-        entry = handle.pack.extent_at(pos)
-        yield entry
-        pos = entry.end
 
 
 def _slice(ext: Extent, data: bytes, entry: Extent) -> bytes:
@@ -366,9 +358,7 @@ class FetchEngine:
         if not missing and not loose:
             return meter.stats(0, 0, [])
         located, loose_oids = self._locate(missing)
-        tmp_dir = self.repo.state_dir / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=tmp_dir, prefix="spool-") as spool:
+        with tempfile.TemporaryFile(dir=self._tmp_dir(), prefix="spool-") as spool:
             spooled, rounds = self._read_rounds(located, spool, progress)
             absent: list[bytes] = []
             fetched = fetch_loose(
@@ -397,16 +387,22 @@ class FetchEngine:
         for h in self.catalog.packs:
             if h.name in self.catalog.meta_done:
                 continue
-            if h.pack.types is None:
-                if any(h.pack.oid_at_position(i) not in self.local for i in range(len(h.pack))):
-                    whole = read_whole_pack(h, self.repo, self.settings, progress)
-                    packs += whole.packs
-                    objects += whole.objects
-                    self.local.refresh()
-            else:
-                t = h.pack.types
-                for a, b in (*t.commits, *t.trees, *t.tags):
-                    wanted += (h.pack.oid_at_position(i) for i in range(a, b))
+            if all(h.pack.oid_at_position(i) in self.local for i in range(len(h.pack))):
+                continue
+            if h.pack.types is None and h.info.size <= self.settings.smallPackBytes:
+                whole = read_whole_pack(h, self.repo, self.settings, progress)
+                packs += whole.packs
+                objects += whole.objects
+                self.local.refresh()
+                continue
+            if h.pack.types is None:  # a large push: its headers tell commits from blobs
+                with tempfile.TemporaryFile(dir=self._tmp_dir(), prefix="scan-") as scratch:
+                    h.pack.types = scan_types(
+                        h, self.catalog, self.settings, scratch, {}, progress, self.reader
+                    )
+            t = h.pack.types
+            for a, b in (*t.commits, *t.trees, *t.tags):
+                wanted += (h.pack.oid_at_position(i) for i in range(a, b))
         loose = walk_loose_metadata(
             tips,
             lambda o: self.catalog.is_packed(o) or o in self.local,
@@ -417,6 +413,11 @@ class FetchEngine:
         self.catalog.meta_done.update(h.name for h in self.catalog.packs)
         self.catalog.save()
         return meter.stats(objects + batch.objects, batch.rounds, packs + batch.packs)
+
+    def _tmp_dir(self) -> Path:
+        tmp_dir = self.repo.state_dir / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        return tmp_dir
 
     def _locate(self, oids: list[bytes]) -> tuple[dict[int, set[int]], list[bytes]]:
         """{pack number: offsets} for packed oids; the rest are loose (or new on the server)."""

@@ -72,3 +72,54 @@ def test_writer_turns_in_pack_ref_delta_into_ofs_delta():
     h3 = parse_entry_header(data[third:])
     assert h3.type == OFS_DELTA and h3.base_distance == third - first
     assert not w.thin
+
+
+def test_fetch_of_a_large_push_reads_commits_and_trees_not_its_blobs(
+    small: Published, server_root: Path, nginx, tmp_path: Path
+):
+    """git fetch after a push kept as a pack without bitmap: a header scan finds its commits
+    and trees; its blobs stay on the server until git needs them."""
+    import random
+    import shutil
+
+    bare = server_root / "engine-push.git"
+    shutil.copytree(small.info.path, bare)
+    dest = tmp_path / "lazy"
+    subprocess.run(
+        ["lazygit", "clone", "-q", "--no-checkout", nginx.url(bare.name), str(dest)], check=True
+    )
+    work = tmp_path / "work"
+    subprocess.run(["git", "clone", "-q", str(bare), str(work)], check=True)
+    (work / "big.bin").write_bytes(random.Random(5).randbytes(600_000))
+    run(work, "add", "big.bin")
+    run(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "big")
+    run(bare, "config", "receive.unpackLimit", "1")  # keep the push as a pack
+    run(work, "push", "-q", "origin", "HEAD:main")
+    run(bare, "update-server-info")
+    new_commit = run(work, "rev-parse", "HEAD").decode().strip()
+    big_blob = run(work, "rev-parse", "HEAD:big.bin").decode().strip()
+    try:
+        run(dest, "config", "lazygit.smallPackBytes", "1k")
+        nginx.clear_log()
+        run(dest, "fetch", "-q", "origin")
+        read = sum(e.bytes for e in nginx.log_entries() if e.path.endswith(".pack"))
+        assert run(dest, "rev-parse", "origin/main").decode().strip() == new_commit
+        have = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(dest),
+                "cat-file",
+                "--batch-all-objects",
+                "--batch-check=%(objectname)",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**ENV, "GIT_NO_LAZY_FETCH": "1"},
+        ).stdout.split()
+        assert big_blob not in have and new_commit in have
+        assert read < 100_000, read  # the 600 kB blob was not read
+        assert run(dest, "cat-file", "-p", big_blob) == (work / "big.bin").read_bytes()
+    finally:
+        stop_daemon(dest / ".git")
