@@ -167,6 +167,7 @@ def test_prefetch_history_and_since(
 ) -> None:
     dest = tmp_path / "lazy"
     lazygit(tmp_path, "clone", "-q", "--no-checkout", nginx.url(small.name), str(dest))
+    daemons.append(dest / ".git")
     hot = small.info.hot_file
     out = lazygit(dest, "prefetch", "--history", hot, "--since", "1971-01-01")
     assert "1 batches" in out.stderr
