@@ -221,7 +221,6 @@ class Nginx(_ServerBase):
 
     def _config(self) -> str:
         w = self.workdir
-        user = "user root;" if os.geteuid() == 0 else ""
         smart = ""
         if self.smart:
             backend = subprocess.run(
@@ -275,6 +274,29 @@ fastcgi_request_buffering off;
 {params}
 """
             )
+        return self._http_config(
+            f"""    server {{
+        listen 127.0.0.1:{self.port};
+        server_name localhost;
+        root {self.root};
+        autoindex off;
+        location = /__lazygit_ping {{
+            access_log off;
+            return 200 "{self.token}";
+        }}
+        location = /__lazygit_barrier {{
+            access_log off;
+            return 200 "barrier";
+        }}
+{smart}
+        {self.extra}
+    }}"""
+        )
+
+    def _http_config(self, servers: str) -> str:
+        """The whole nginx.conf around ``servers`` (paths, log format, temp dirs in workdir)."""
+        w = self.workdir
+        user = "user root;" if os.geteuid() == 0 else ""
         return f"""{user}
 worker_processes 1;
 daemon off;
@@ -293,22 +315,7 @@ http {{
     sendfile off;
     keepalive_timeout 75s;
     keepalive_requests 100000;
-    server {{
-        listen 127.0.0.1:{self.port};
-        server_name localhost;
-        root {self.root};
-        autoindex off;
-        location = /__lazygit_ping {{
-            access_log off;
-            return 200 "{self.token}";
-        }}
-        location = /__lazygit_barrier {{
-            access_log off;
-            return 200 "barrier";
-        }}
-{smart}
-        {self.extra}
-    }}
+{servers}
 }}
 """
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import REPO, Published, stop_daemon
-from servers import _LOG_FORMAT, Nginx, free_port
+from servers import Nginx, free_port
 
 from lazygit.config import KiB, MiB, Settings
 
@@ -129,7 +129,6 @@ class DocNginx(Nginx):
         self.server_block = server_block
 
     def _config(self) -> str:
-        w = self.workdir
         block = self.server_block
         assert "listen 80;" in block and "root /srv/git;" in block
         block = block.replace("listen 80;", f"listen 127.0.0.1:{self.port};")
@@ -139,25 +138,7 @@ class DocNginx(Nginx):
             '    location = /__lazygit_barrier { access_log off; return 200 "barrier"; }\n'
         )
         block = block.replace("server {", "server {\n    " + probes, 1)
-        user = "user root;" if os.geteuid() == 0 else ""
-        return f"""{user}
-worker_processes 1;
-daemon off;
-pid {w}/nginx.pid;
-error_log {self.error_log} warn;
-events {{ worker_connections 256; }}
-http {{
-    {_LOG_FORMAT}
-    access_log {self.access_log} lazy;
-    client_body_temp_path {w}/client_body;
-    proxy_temp_path {w}/proxy;
-    fastcgi_temp_path {w}/fastcgi;
-    uwsgi_temp_path {w}/uwsgi;
-    scgi_temp_path {w}/scgi;
-    default_type application/octet-stream;
-{block}
-}}
-"""
+        return self._http_config(block)
 
 
 def test_server_guide_nginx_block(
