@@ -28,8 +28,6 @@ def _say(quiet: bool, message: str) -> None:
         typer.echo(message, err=True)
 
 
-
-
 @app.command()
 def clone(
     url: Annotated[str, typer.Argument(help="http(s) URL of a bare repository (lazy:: optional)")],

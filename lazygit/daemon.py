@@ -461,8 +461,10 @@ class Daemon:
 
     # -- logging ------------------------------------------------------------------------
     def log(self, line: str) -> None:
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
         print(
-            f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{os.getpid()}] {line}",
+            f"{stamp}.{int(now * 1000) % 1000:03d} [{os.getpid()}] {line}",
             file=sys.stderr,
             flush=True,
         )

@@ -26,7 +26,6 @@ MAX_MESSAGE = 64 << 20
 DEFAULT_TIMEOUT = 120.0
 
 
-
 def common_git_dir(start: str | os.PathLike[str] | None = None) -> str:
     """The common git directory of the repository git runs us in (worktrees share it)."""
     env_dir = os.environ.get("GIT_DIR")

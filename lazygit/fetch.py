@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -34,7 +35,7 @@ from lazygit.packwriter import (
     PackWriter,
     parse_entry_header,
 )
-from lazygit.progress import QUIET, Progress
+from lazygit.progress import QUIET, Progress, Task
 from lazygit.ranges import Extent, coalesce
 
 PROMISOR_MESSAGE = "lazygit"
@@ -216,6 +217,86 @@ def _resolve_types(
     return types
 
 
+@dataclass
+class _MetaPlan:
+    """What a clone copies from one server pack: whole position ``runs`` (a pack with a
+    bitmap, copied slice by slice) or single ``entries``; read as the ``merged`` extents."""
+
+    handle: PackHandle
+    runs: list[tuple[int, int]] | None
+    entries: list[Extent] | None
+    merged: list[Extent]
+
+
+def _coalesce(extents: list[Extent], settings: Settings) -> list[Extent]:
+    return coalesce(extents, min_gap=settings.rangeGap, overhead=settings.rangeOverhead)
+
+
+def _cut_at_entries(extents: list[Extent], h: PackHandle, max_bytes: int) -> list[Extent]:
+    """Cut long extents at entry boundaries into reads of about ``max_bytes``, so that the
+    bytes held at once stay bounded however long a run of commits and trees is."""
+    step = max(1, max_bytes * 3 // 4)
+    out = []
+    for ext in extents:
+        start = ext.start
+        while ext.end - start > max_bytes:
+            cut = h.pack.entry_at_or_after(start + step)
+            if cut >= ext.end:
+                break
+            out.append(Extent(start, cut))
+            start = cut
+        out.append(Extent(start, ext.end))
+    return out
+
+
+def _write_runs(
+    writer: PackWriter, plan: _MetaPlan, stream: Iterator[tuple[Extent, bytes]]
+) -> None:
+    """Copy runs of consecutive entries as slices of the extents read (no per-entry copy)."""
+    pack = plan.handle.pack
+    assert plan.runs is not None
+    ext, data = Extent(0, 0), b""
+    for a, b in plan.runs:
+        offsets = pack.offsets_of_positions(a, b)
+        end = pack.end_of_position(b)
+        i = 0
+        while i < len(offsets):
+            while offsets[i] >= ext.end:
+                ext, data = next(stream)
+            # Extents begin and end at entry boundaries: a run longer than one read spans
+            # several of them.
+            j = bisect_left(offsets, ext.end, lo=i)
+            stop = offsets[j] if j < len(offsets) else end
+            if offsets[i] < ext.start or stop > ext.end:
+                raise CorruptDataError(f"{plan.handle.name}: entries at {offsets[i]} were not read")
+            view = memoryview(data)[offsets[i] - ext.start : stop - ext.start]
+            writer.add_run(plan.handle.name, view, offsets[i:j], pack.oid_at)
+            i = j
+
+
+def _write_entries(
+    writer: PackWriter,
+    plan: _MetaPlan,
+    stream: Iterator[tuple[Extent, bytes]],
+    kept: _Spooled,
+    spool: IO[bytes],
+) -> None:
+    """Copy single entries: those a header scan kept in ``spool``, the rest as read."""
+    h = plan.handle
+    assert plan.entries is not None
+    ext, data = Extent(0, 0), b""
+    for entry in plan.entries:
+        spooled = kept.get((h.name, entry.start))
+        if spooled is not None:
+            spool.seek(spooled[0])
+            raw = spool.read(spooled[1])
+        else:
+            while entry.start >= ext.end:
+                ext, data = next(stream)
+            raw = _slice(ext, data, entry)
+        writer.add_entry(h.name, entry.start, raw, h.pack.oid_at)
+
+
 def fetch_metadata(
     catalog: Catalog,
     repo: LocalRepo,
@@ -228,7 +309,8 @@ def fetch_metadata(
 
     Packs with a bitmap give their commit/tree/tag entries by byte range.  A small pack
     without one is read whole; a larger one gets a header scan first (with a warning naming
-    the server-side fix).  Everything goes into one promisor pack, streamed to index-pack.
+    the server-side fix).  Everything goes into one promisor pack, streamed to index-pack;
+    the first pack with a bitmap is copied by whole runs of entries, not entry by entry.
     """
     meter = _Meter(catalog)
     packs: list[str] = []
@@ -237,71 +319,87 @@ def fetch_metadata(
     ]
     for h in whole:
         packs += read_whole_pack(h, repo, settings, progress).packs
+    rest = [h for h in catalog.packs if h not in whole]
+    first = next((h for h in rest if h.pack.types is not None), None)
+    if first is not None:
+        rest.remove(first)
+    task = progress.task("commits and trees", total=None)
     tmp_dir = repo.state_dir / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=tmp_dir, prefix="spool-") as spool:
         kept: _Spooled = {}
-        for h in catalog.packs:
-            if h.pack.types is None and h not in whole:
+        for h in rest:
+            if h.pack.types is None:
                 if h.info.size > WARN_NO_BITMAP_BYTES:
                     progress.log(
-                        f"warning: {h.name} on the server has no bitmap; scanning the headers of "
-                        f"its {len(h.pack)} objects (fix on the server: `git repack -a -d -b && "
-                        "git update-server-info`, or `lazygit prepare`)"
+                        f"warning: {h.name} on the server has no bitmap; scanning the "
+                        f"headers of its {len(h.pack)} objects (fix on the server: `git "
+                        "repack -a -d -b && git update-server-info`, or `lazygit prepare`)"
                     )
                 h.pack.types = scan_types(h, catalog, settings, spool, kept, progress, reader)
         loose = walk_loose_metadata(
             roots, catalog.is_packed, catalog.sources, workers=settings.connections
         )
-        count = len(loose)
-        plans = []
-        earlier: list[PackHandle] = []
-        for h in catalog.packs:
-            if h in whole:
-                continue
-            entries = [e for _, e in h.pack.metadata_entries()]
-            if earlier:  # a pushed pack can repeat objects (thin-pack bases): copy each once
-                entries = [
-                    e
-                    for p, e in h.pack.metadata_entries()
-                    if not any(
-                        q.pack.offset_of(h.pack.oid_at_position(p)) is not None for q in earlier
-                    )
-                ]
+        # A pushed pack can repeat objects (thin-pack bases): each is copied once.
+        earlier = [first] if first is not None else []
+        plans: list[_MetaPlan] = []
+        for h in rest:
+            entries = [
+                e
+                for p, e in h.pack.metadata_entries()
+                if not any(q.pack.offset_of(h.pack.oid_at_position(p)) is not None for q in earlier)
+            ]
             earlier.append(h)
-            count += len(entries)
             to_read = [e for e in entries if (h.name, e.start) not in kept]
-            merged = coalesce(to_read, min_gap=settings.rangeGap, overhead=settings.rangeOverhead)
-            plans.append((h, entries, merged))
-        task = progress.task("commits and trees", total=sum(e.length for *_, m in plans for e in m))
-
-        # With several packs, a delta may name a base copied from another pack by id.
-        several_packs = len(plans) > 1
-
-        def write(out: IO[bytes]) -> None:
-            writer = PackWriter(out, count)
-            for h, entries, merged in plans:
-                stream = reader(h, merged, task.advance)
-                ext, data = next(stream, (Extent(0, 0), b""))
-                for entry in entries:
-                    spooled = kept.get((h.name, entry.start))
-                    if spooled is not None:
-                        spool.seek(spooled[0])
-                        raw = spool.read(spooled[1])
-                    else:
-                        while entry.start >= ext.end:
-                            ext, data = next(stream)
-                        raw = _slice(ext, data, entry)
-                    oid = h.pack.oid_at(entry.start) if several_packs else None
-                    writer.add_entry(h.name, entry.start, raw, h.pack.oid_at, oid)
-            for obj in loose:
-                writer.add_object(obj.type_num, obj.content)
-            writer.finish()
-
+            plans.append(_MetaPlan(h, None, entries, _coalesce(to_read, settings)))
+        if first is not None:
+            runs = first.pack.metadata_runs()
+            merged = _coalesce(first.pack.extents_of_positions(runs), settings)
+            merged = _cut_at_entries(merged, first, int(settings.maxRangeBytes))
+            plans.insert(0, _MetaPlan(first, runs, None, merged))
+        count = len(loose) + sum(
+            len(p.entries) if p.entries is not None else sum(b - a for a, b in p.runs or ())
+            for p in plans
+        )
+        task.update(total=sum(e.length for p in plans for e in p.merged))
         if count:
-            packs.append(repo.index_pack(write, promisor=PROMISOR_MESSAGE))
-        task.done()
+            packs.append(_write_meta(repo, plans, loose, count, reader, task, kept, spool))
+    task.done()
     return meter.stats(count + sum(len(h.pack) for h in whole), 1, packs)
+
+
+def _write_meta(
+    repo: LocalRepo,
+    plans: list[_MetaPlan],
+    loose: list[LooseObject],
+    count: int,
+    reader: Reader,
+    task: Task,
+    kept: _Spooled,
+    spool: IO[bytes],
+) -> str:
+    """One promisor pack of the planned entries and ``loose`` objects, through index-pack."""
+
+    # With several packs, a delta may name a base copied from another pack by id.
+    def locate(oid: bytes) -> Iterator[tuple[str, int]]:
+        for plan in plans:
+            off = plan.handle.pack.offset_of(oid)
+            if off is not None:
+                yield plan.handle.name, off
+
+    def write(out: IO[bytes]) -> None:
+        writer = PackWriter(out, count, locate if len(plans) > 1 else None)
+        for plan in plans:
+            stream = reader(plan.handle, plan.merged, task.advance)
+            if plan.runs is not None:
+                _write_runs(writer, plan, stream)
+            else:
+                _write_entries(writer, plan, stream, kept, spool)
+        for obj in loose:
+            writer.add_object(obj.type_num, obj.content)
+        writer.finish()
+
+    return repo.index_pack(write, promisor=PROMISOR_MESSAGE)
 
 
 class FetchEngine:

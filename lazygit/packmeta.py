@@ -396,6 +396,10 @@ class ServerPack:
         """Oid of the entry starting at `offset` (KeyError if no entry starts there)."""
         return self.oid_at_position(self.position_of_offset(offset))
 
+    def end_of_position(self, pos: int) -> int:
+        """Where the entry at ``pos`` begins, or the trailer for ``pos == len(self)``."""
+        return self._end_of_position(pos)
+
     def _end_of_position(self, pos: int) -> int:
         return self._sorted[pos] if pos < len(self._sorted) else self.size - 20
 
@@ -413,6 +417,17 @@ class ServerPack:
                 raise IndexError(f"positions [{a}, {b}) outside a pack of {n} objects")
             out.append(Extent(self._sorted[a], self._end_of_position(b)))
         return out
+
+    def offsets_of_positions(self, a: int, b: int) -> list[int]:
+        """Offsets of the entries at positions [a, b), in pack order."""
+        return self._sorted[a:b]
+
+    def metadata_runs(self) -> list[Run]:
+        """Position runs [a, b) of all commits, trees and tags (needs ``types``)."""
+        if self.types is None:
+            raise ValueError(f"{self.name}: object types unknown (no bitmap parsed)")
+        t = self.types
+        return merge_runs([*t.commits, *t.trees, *t.tags])
 
     def metadata_extents(self) -> list[Extent]:
         """Extents of all commits, trees and tags (needs `types` from the bitmap)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -131,7 +131,12 @@ class PackWriter:
 
     thin: bool
 
-    def __init__(self, out: BinaryIO, count: int) -> None:
+    def __init__(
+        self,
+        out: BinaryIO,
+        count: int,
+        locate: Callable[[bytes], Iterable[tuple[str, int]]] | None = None,
+    ) -> None:
         if count < 0 or count >= 1 << 32:
             raise ValueError(f"bad pack object count {count}")
         self._out = out
@@ -143,6 +148,8 @@ class PackWriter:
         self._written: dict[tuple[str, int], int] = {}
         # object id -> offset in this output, for entries added with their id
         self._by_oid: dict[bytes, int] = {}
+        # object id -> the (server pack, offset) places it may have been copied from
+        self._locate = locate
         self.thin = False
         self._buf = bytearray()
         self._write(b"PACK" + struct.pack(">II", 2, count))
@@ -154,8 +161,13 @@ class PackWriter:
 
     def _write(self, data: bytes | memoryview) -> None:
         # Entries are small (a tree is ~100 bytes): collect them and hash/write in big chunks.
-        self._buf += data
         self._pos += len(data)
+        if len(data) >= _FLUSH_BYTES:  # a whole run of entries: no copy
+            self._flush()
+            self._out.write(data)
+            self._sha.update(data)
+            return
+        self._buf += data
         if len(self._buf) >= _FLUSH_BYTES:
             self._flush()
 
@@ -187,6 +199,21 @@ class PackWriter:
         OFS_DELTA).  In-pack bases must never be left as REF_DELTA: git 2.39's
         ``index-pack --fix-thin`` then tries to fetch them lazily when the pack is thin.
         """
+        here = self._next()
+        self._copy(pack, offset, data, base_oid_at, here)
+        self._written[(pack, offset)] = here
+        if oid is not None:
+            self._by_oid[oid] = here
+
+    def _copy(
+        self,
+        pack: str,
+        offset: int,
+        data: bytes | memoryview,
+        base_oid_at: Callable[[int], bytes],
+        here: int,
+    ) -> None:
+        """Write one entry at output position ``here``, its delta base named for this pack."""
         h = parse_entry_header(data)
         new_base: int | None = None
         base_oid: bytes | None = None
@@ -202,14 +229,12 @@ class PackWriter:
                 base_oid = base_oid_at(base_offset)
                 if len(base_oid) != 20:
                     raise ValueError("base_oid_at must return a 20-byte oid")
-                new_base = self._by_oid.get(base_oid)
+                new_base = self._written_oid(base_oid)
         elif h.type == REF_DELTA:
             base_oid = h.base_oid
-            new_base = self._by_oid.get(base_oid) if base_oid is not None else None
-        here = self._next()
-        self._written[(pack, offset)] = here
-        if oid is not None:
-            self._by_oid[oid] = here
+            new_base = self._written_oid(base_oid) if base_oid is not None else None
+        if new_base is not None and new_base >= here:
+            raise CorruptDataError(f"{pack}: the delta at {offset} names itself as its base")
         if new_base is not None:
             self._write(encode_type_size(OFS_DELTA, h.size) + encode_ofs_distance(here - new_base))
             self._write(memoryview(data)[h.header_len :])
@@ -220,6 +245,90 @@ class PackWriter:
             self._write(memoryview(data)[h.header_len :])
         else:
             self._write(data)
+
+    def _written_oid(self, oid: bytes) -> int | None:
+        """Where object ``oid`` was written in this pack, if it was."""
+        here = self._by_oid.get(oid)
+        if here is None and self._locate is not None:
+            for key in self._locate(oid):
+                here = self._written.get(key)
+                if here is not None:
+                    break
+        return here
+
+    def add_run(
+        self,
+        pack: str,
+        data: bytes | memoryview,
+        offsets: Sequence[int],
+        base_oid_at: Callable[[int], bytes],
+    ) -> None:
+        """Copy consecutive raw server entries at ``offsets``; ``data`` holds exactly their
+        bytes (from ``offsets[0]`` to the end of the last entry).
+
+        The fast path of a clone: a run of commits and trees is written as one slice.  A
+        delta whose base sits earlier in the same run keeps its distance (both moved by the
+        same amount), so only deltas whose base lies outside the run, or behind an entry
+        rewritten here, are re-encoded, as :meth:`add_entry` would.
+        """
+        if not offsets:
+            return
+        if self._added + len(offsets) > self._count:
+            raise ValueError(f"more than the announced {self._count} pack entries")
+        view = memoryview(data)
+        start = offsets[0]
+        written = self._written
+        # new position = old offset + shift; shift changes where a header is rewritten.
+        shift = self._pos - start
+        # Position in ``view`` where the slice not yet written begins.
+        pending = 0
+        # A delta at or after ``stable`` whose base is too keeps its distance: no header
+        # between them changed size.
+        stable = start
+        n = len(offsets)
+        for k in range(n):
+            off = offsets[k]
+            rel = off - start
+            here = off + shift
+            written[(pack, off)] = here
+            c = view[rel]
+            t = (c >> 4) & 7
+            if 0 < t < 5:
+                continue  # a whole object: bytes unchanged
+            if t == OFS_DELTA:
+                try:  # skip the size varint, then decode the base distance
+                    i = rel + 1
+                    while c & 0x80:
+                        c = view[i]
+                        i += 1
+                    c = view[i]
+                    distance = c & 0x7F
+                    while c & 0x80:
+                        i += 1
+                        c = view[i]
+                        distance = ((distance + 1) << 7) | (c & 0x7F)
+                except IndexError:
+                    distance = 0  # truncated: parse_entry_header below says how
+                if distance and off - distance >= stable:
+                    continue  # base in this run, nothing between rewritten: bytes unchanged
+            end = offsets[k + 1] - start if k + 1 < n else len(view)
+            raw = view[rel:end]
+            h = parse_entry_header(raw)
+            if h.type == OFS_DELTA:
+                assert h.base_distance is not None
+                new_base = written.get((pack, off - h.base_distance))
+                if new_base is not None and here - new_base == h.base_distance:
+                    continue
+            elif h.base_oid is None or self._written_oid(h.base_oid) is None:
+                continue  # a REF_DELTA to an object not written here: copied as it is
+            # Re-encode this entry: write what precedes it, then the entry itself.
+            self._write(view[pending:rel])
+            self._copy(pack, off, raw, base_oid_at, here)
+            pending = end
+            shift = self._pos - (start + end)
+            stable = start + end
+        self._write(view[pending:])
+        self._added += n
 
     def add_object(self, type_num: int, content: bytes) -> None:
         """Add a whole object (e.g. a loose one) with zlib-compressed content."""
