@@ -32,6 +32,12 @@ class Settings:
     #: family often sit there, saving a round trip per chain level, at the cost of bytes
     #: (measured: 4x the bytes `blame` needs at 16k, so off by default).
     readBehind: int = 0
+    #: Entries read before each delta base in the second round of a fetch (four times as
+    #: many in later rounds): the rest of a chain usually sits right before its base, so a
+    #: chain of any depth costs 3-4 rounds, not one per level (measured over a 25 ms round
+    #: trip: 300 versions of a file 0.52 -> 0.34 s for 1.5x the bytes; a 5,103-file
+    #: checkout 1.83 -> 1.37 s for 1.09x).  0 turns it off.
+    readBehindEntries: int = 2
     #: Concurrent HTTP connections to the server.
     connections: int = 4
     #: A server pack without a bitmap up to this size is read whole; a larger one gets a

@@ -544,9 +544,10 @@ class FetchEngine:
     ) -> tuple[dict[tuple[int, int], tuple[int, int]], int]:
         """Read wanted entries, then their missing delta bases, breadth-first, into ``spool``.
 
-        Rounds after the first read ``lazygit.readBehind`` bytes before each base as well:
-        a delta family sits together in a server pack, so the deeper bases of a chain are
-        usually there, and a chain of depth 12 costs a round or two instead of twelve.  Every
+        Rounds after the first read a few entries before each base as well (see
+        :meth:`_with_read_behind`): a delta family sits together in a server pack, so the
+        deeper bases of a chain are usually there, and a chain of depth 12 costs three or
+        four rounds instead of twelve.  Every
         entry that arrives (read-behind, or in a gap read through) is kept aside for the
         rest of the batch and used when it turns out to be a base.
         """
@@ -556,7 +557,8 @@ class FetchEngine:
         self._queued = {
             self.catalog.packs[pno].pack.oid_at(off) for pno, offs in want.items() for off in offs
         }
-        behind = max(0, int(self.settings.readBehind))
+        # Bases that sit before the delta that named them: their chain continues behind.
+        self._behind: set[tuple[int, int]] = set()
         rounds = 0
         task = progress.task("objects", total=None)
         while want:
@@ -566,10 +568,9 @@ class FetchEngine:
                 h = self.catalog.packs[pno]
                 entries = [h.pack.extent_at(o) for o in sorted(offsets)]
                 reads = entries
-                if rounds > 1 and behind:
+                if rounds > 1:
                     reads = [
-                        Extent(h.pack.entry_at_or_after(max(0, e.start - behind)), e.end)
-                        for e in entries
+                        self._with_read_behind(pno, e, rounds, spooled, aside) for e in entries
                     ]
                 merged = coalesce(
                     reads, min_gap=self.settings.rangeGap, overhead=self.settings.rangeOverhead
@@ -588,6 +589,39 @@ class FetchEngine:
             want = nxt
         task.done()
         return spooled, rounds
+
+    def _with_read_behind(
+        self,
+        pno: int,
+        base: Extent,
+        rounds: int,
+        spooled: dict[tuple[int, int], tuple[int, int]],
+        aside: dict[tuple[int, int], bytes],
+    ) -> Extent:
+        """The read for a delta base: with ``readBehindEntries`` entries before it (four
+        times as many after the second round) and ``readBehind`` bytes, where the deeper
+        bases of its chain usually are.  Entries at hand or local are not read again."""
+        pack = self.catalog.packs[pno].pack
+        start = base.start
+        behind = max(0, int(self.settings.readBehind))
+        if behind:
+            start = pack.entry_at_or_after(max(0, base.start - behind))
+        k = max(0, int(self.settings.readBehindEntries)) * (1 if rounds == 2 else 4)
+        if k and (pno, base.start) in self._behind:
+            p = pack.position_of_offset(base.start)
+            q = max(0, p - k)
+            while q < p:
+                off = pack.offset_at_position(q)
+                key = (pno, off)
+                if (
+                    key not in spooled
+                    and key not in aside
+                    and pack.oid_at_position(q) not in self.local
+                ):
+                    break
+                q += 1
+            start = min(start, pack.offset_at_position(q))
+        return Extent(start, base.end)
 
     def _take(
         self,
@@ -646,6 +680,8 @@ class FetchEngine:
         if base_oid in self.local:
             return None  # written as a REF_DELTA against the local object (index-pack --fix-thin)
         self._queued.add(base_oid)
+        if base_pno == pno and base_off < offset:
+            self._behind.add((base_pno, base_off))
         return (base_pno, base_off)
 
     def _write_pack(

@@ -208,6 +208,12 @@ class LocalObjects:
             except (OSError, ValueError):
                 continue  # a pack being written or removed right now
         self._indexes = indexes
+        # The loose-object directories that exist: most lookups here are for objects that
+        # are not local, and a lazy clone has few loose objects, so most need no stat().
+        try:
+            self._loose_dirs = frozenset(n for n in os.listdir(self.objects_dir) if len(n) == 2)
+        except OSError:
+            self._loose_dirs = frozenset()
 
     def __contains__(self, oid: bytes) -> bool:
         for idx in self._indexes.values():
@@ -217,6 +223,10 @@ class LocalObjects:
             except KeyError:
                 continue
         h = oid.hex()
+        if h[:2] not in self._loose_dirs:
+            # A directory made since the last refresh() is missed until the next: the
+            # object is then fetched once more, which is harmless.
+            return False
         return os.path.exists(os.path.join(self.objects_dir, h[:2], h[2:]))
 
     def missing(self, oids: Iterable[bytes]) -> list[bytes]:

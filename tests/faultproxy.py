@@ -27,6 +27,7 @@ from dataclasses import dataclass
 FAULTS = (
     "reset",  # RST before any response byte
     "stall",  # say nothing for `stall` seconds, then close
+    "delay",  # wait `stall` seconds, then forward (a long round trip: a distant server)
     "truncate",  # headers and half the body, then close
     "status",  # answer `status` (e.g. 500/502/503) without asking the server
     "retry_after",  # 429 (or `status`) with Retry-After: `retry_after`
@@ -288,6 +289,9 @@ class FaultProxy:
         if rule.fault == "stall":
             self._stop.wait(rule.stall)
             return False
+        if rule.fault == "delay":
+            self._stop.wait(rule.stall)
+            return True
         if rule.fault == "status":
             entry.status = rule.status
             client.sendall(_simple(rule.status, body=b"injected failure\n"))
