@@ -31,6 +31,7 @@ from lazygit.errors import DaemonError, LazyGitError
 from lazygit.localrepo import LocalRepo
 
 if TYPE_CHECKING:
+    from lazygit.config import Settings
     from lazygit.prefetch import HistoryIndex, Intent, Predictor
 
 MAX_REQUEST = 64 << 20
@@ -146,7 +147,7 @@ class Batcher:
 class Daemon:
     """State shared by all connections of one repository's daemon."""
 
-    def __init__(self, git_dir: Path) -> None:
+    def __init__(self, git_dir: Path, settings: Settings | None = None) -> None:
         from lazygit.blockcache import BlockCache
         from lazygit.catalog import Catalog
         from lazygit.config import Settings
@@ -155,7 +156,7 @@ class Daemon:
 
         self.git_dir = git_dir
         self.repo = LocalRepo(git_dir, None)
-        self.settings = Settings.load(git_dir)
+        self.settings = settings or Settings.load(git_dir)
         state = self.repo.state_dir
         if not (state / "catalog.json").exists():
             raise DaemonError(f"{git_dir} is not a lazygit clone (no {state / 'catalog.json'})")
@@ -573,6 +574,21 @@ def _idle_watch(server: _Server, daemon: Daemon) -> None:
             return
 
 
+def _refuse_waiting(server: _Server, error: str) -> None:
+    """Answer the clients that connected while the daemon was loading: it failed to start."""
+    server.socket.setblocking(False)
+    reply = json.dumps({"ok": False, "error": f"the lazygit daemon failed to start: {error}"})
+    while True:
+        try:
+            conn, _ = server.socket.accept()
+        except OSError:
+            return
+        with contextlib.suppress(OSError), conn:
+            conn.settimeout(1.0)
+            conn.recv(1 << 16)
+            conn.sendall(reply.encode() + b"\n")
+
+
 def serve(git_dir: Path) -> int:
     """Run the daemon for ``git_dir`` until idle; return 0 at once if one is running."""
     # git runs the helper that spawns us with GIT_DIR (often relative: ".git") and friends
@@ -587,21 +603,36 @@ def serve(git_dir: Path) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return 0  # another daemon runs (or is starting) for this repository
-    daemon = Daemon(git_dir)
+    # Listen and publish first, load after: a client that connects meanwhile waits in the
+    # backlog instead of polling for the socket while the imports and indexes load.
+    from lazygit.config import Settings
+
+    settings = Settings.load(git_dir)
     path = socket_path(git_dir)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    server = _Server(str(path), _Handler)
-    server.daemon = daemon
-    os.chmod(path, 0o600)
+    old_umask = os.umask(0o177)  # the socket is created mode 0600
+    try:
+        server = _Server(str(path), _Handler)
+    finally:
+        os.umask(old_umask)
     info = state / "daemon.json"
     tmp = state / f"daemon.json.{os.getpid()}"
     tmp.write_text(
-        json.dumps(
-            {"socket": str(path), "pid": os.getpid(), "timeout": daemon.settings.daemonTimeout}
-        )
+        json.dumps({"socket": str(path), "pid": os.getpid(), "timeout": settings.daemonTimeout})
     )
     os.replace(tmp, info)
+    try:
+        daemon = Daemon(git_dir, settings)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            info.unlink()
+        with contextlib.suppress(OSError):
+            path.unlink()
+        _refuse_waiting(server, str(exc) if isinstance(exc, LazyGitError) else repr(exc))
+        server.server_close()
+        raise
+    server.daemon = daemon
     daemon.log(f"lazygit {__version__} daemon serving {git_dir} on {path}")
     threading.Thread(target=_idle_watch, args=(server, daemon), daemon=True).start()
 

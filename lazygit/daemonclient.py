@@ -126,14 +126,16 @@ def connect(
         return sock
     if not start:
         raise DaemonError("no lazygit daemon is running for this repository")
+    proc = spawn_daemon(git_dir)  # first: its start-up overlaps the config lookup
     limit = timeout if timeout is not None else _timeout(git_dir)
-    proc = spawn_daemon(git_dir)
     log = os.path.join(git_dir, STATE_DIR, "daemon.log")
     deadline = time.monotonic() + limit
+    # The daemon listens before it loads anything (docs/protocol.md): once connected, the
+    # request waits in the socket's backlog, so polling stops as soon as it is bound.
     delay = 0.005
     while time.monotonic() < deadline:
         time.sleep(delay)
-        delay = min(delay * 1.5, 0.05)
+        delay = min(delay * 1.5, 0.02)
         sock = _connect(git_dir)
         if sock is not None:
             return sock

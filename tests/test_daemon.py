@@ -176,3 +176,23 @@ def test_clone_prestarts_and_idle_daemon_exits(small: Published, nginx, tmp_path
         assert not info.exists()
     finally:
         stop_daemon(git_dir)
+
+
+def test_a_daemon_that_fails_while_loading_answers_its_waiting_clients(tmp_path: Path):
+    """The daemon listens before it loads; when loading fails (here: not a lazygit clone),
+    a client that connected meanwhile gets one line naming the cause, and nothing is left
+    behind that points at a dead socket."""
+    repo = tmp_path / "plain"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    git_dir = repo / ".git"
+    with pytest.raises(DaemonError) as info:
+        daemonclient.fetch(git_dir, ["1" * 40])
+    assert "the lazygit daemon failed to start" in str(info.value)
+    assert "is not a lazygit clone" in str(info.value)
+    assert "\n" not in str(info.value)
+    for _ in range(100):  # the daemon process is on its way out
+        if not (git_dir / "lazygit" / "daemon.json").exists():
+            break
+        time.sleep(0.05)
+    assert not (git_dir / "lazygit" / "daemon.json").exists()
+    assert daemonclient._connect(str(git_dir)) is None
