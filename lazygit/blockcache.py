@@ -119,31 +119,40 @@ def read_through(
 ) -> Iterator[tuple[Extent, bytes]]:
     """Yield (extent, bytes) for sorted disjoint ``extents``: what ``store`` holds comes from
     it, only the holes are read from the server (and put into the store, in pieces of at most
-    ``piece`` bytes so that an interruption keeps most of what arrived)."""
+    ``piece`` bytes so that an interruption keeps most of what arrived).
+
+    Streams: each extent is yielded as soon as its holes have arrived, so the caller works
+    (and index-pack runs) while later extents are still on the wire, and the bytes held at
+    once stay bounded by the reader's look-ahead, not by the size of the request.
+    """
     name = handle.name
-    plan: list[tuple[Extent, list[tuple[int, bytes]], list[Extent]]] = []
+    plan: list[tuple[Extent, list[tuple[int, bytes]], int]] = []
     fetch: list[Extent] = []
     for ext in extents:
         segments = store.covered(name, ext)
         holes = _holes(ext, segments)
-        plan.append((ext, segments, holes))
+        plan.append((ext, segments, sum(h.length for h in holes)))
         fetch += holes
     if piece is not None:
         fetch = split(fetch, piece)
-    fresh: list[tuple[int, bytes]] = []
-    if fetch:
-        for hole, data in direct_reader(handle, fetch, on_bytes):
-            fresh.append((hole.start, data))
+    stream = direct_reader(handle, fetch, on_bytes) if fetch else iter(())
+    for ext, segments, missing in plan:
+        fresh: list[tuple[int, bytes]] = []
+        while missing > 0:
+            hole, data = next(stream)
             store.put(name, hole.start, data)
-    for ext, segments, _ in plan:
-        lo_i = bisect.bisect_left(fresh, (ext.start, b""))
-        mine = []
-        while lo_i < len(fresh) and fresh[lo_i][0] < ext.end:
-            mine.append(fresh[lo_i])
-            lo_i += 1
-        pieces = sorted([*segments, *mine])
+            fresh.append((hole.start, data))
+            missing -= len(data)
+        if not fresh and len(segments) == 1 and segments[0][0] <= ext.start:
+            s, d = segments[0]
+            if s + len(d) >= ext.end:
+                yield ext, d[ext.start - s : ext.end - s]
+                continue
+        if len(fresh) == 1 and not segments:
+            yield ext, fresh[0][1]
+            continue
         buf = bytearray()
-        for s, d in pieces:
+        for s, d in sorted([*segments, *fresh]):
             have = ext.start + len(buf)  # next byte wanted
             hi = min(ext.end, s + len(d)) - s
             lo = have - s

@@ -177,6 +177,7 @@ def _clone(
     resume: Path,
 ) -> CloneResult:
     alternates: list[DumbRemote] = []
+    store: RangeStore | None = None
 
     def connect(alt_url: str) -> DumbRemote:
         alternates.append(DumbRemote(alt_url, settings))
@@ -232,6 +233,8 @@ def _clone(
             spawn_daemon(repo.git_dir)
         return result
     finally:
+        if store is not None:
+            store.close()
         for alt in alternates:
             alt.close()
 

@@ -15,6 +15,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 from lazygit.blockcache import read_through
 from lazygit.catalog import PackHandle
@@ -33,6 +34,8 @@ class RangeStore:
         self._lock = threading.Lock()
         self._segments: dict[str, list[tuple[int, int, int]]] = {}  # pack -> (start, len, pos)
         self._checked: set[str] = set()
+        # pack -> (data file, index file), open for appending while the clone runs
+        self._writers: dict[str, tuple[BinaryIO, TextIO]] = {}
         self.reused = 0  # bytes served from disk
 
     def _files(self, pack: str) -> tuple[Path, Path, Path]:
@@ -71,8 +74,17 @@ class RangeStore:
         self._segments[name] = segments
         self._checked.add(name)
 
+    def close(self) -> None:
+        """Close the files kept open for appending (what was written stays)."""
+        with self._lock:
+            for data, index in self._writers.values():
+                data.close()
+                index.close()
+            self._writers.clear()
+
     def clear(self) -> None:
         """Forget everything (bytes that failed a hash check may be among them)."""
+        self.close()
         with self._lock:
             for pack in list(self._segments):
                 for f in self._files(pack):
@@ -104,14 +116,17 @@ class RangeStore:
     def put(self, pack: str, start: int, data: bytes) -> None:
         if not data:
             return
-        data_path, index_path, _ = self._files(pack)
         with self._lock:
-            with open(data_path, "ab") as f:
-                pos = f.tell()
-                f.write(data)
-                f.flush()  # bytes before their index line; a torn tail is ignored on load
-            with open(index_path, "a") as f:
-                f.write(f"{start} {len(data)} {pos}\n")
+            files = self._writers.get(pack)
+            if files is None:
+                data_path, index_path, _ = self._files(pack)
+                files = self._writers[pack] = (open(data_path, "ab"), open(index_path, "a"))  # noqa: SIM115
+            out, index = files
+            pos = out.tell()
+            out.write(data)
+            out.flush()  # bytes before their index line; a torn tail is ignored on load
+            index.write(f"{start} {len(data)} {pos}\n")
+            index.flush()
             bisect.insort(self._segments.setdefault(pack, []), (start, len(data), pos))
 
     def read(
