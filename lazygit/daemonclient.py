@@ -7,11 +7,20 @@ time is paid once per batch git asks for.
 
 from __future__ import annotations
 
-import json
+# `socket` and `json` cost ~15 ms at every start (both pull in `enum`, json also `re`): the
+# client speaks through their C halves, which CPython has built in.
+import _socket
 import os
-import socket
 import sys
 import time
+
+try:
+    from _json import encode_basestring_ascii as _encode_str
+    from _json import make_scanner as _make_scanner
+except ImportError:  # not CPython: the json module, slower to import
+    from json.encoder import encode_basestring_ascii as _encode_str
+
+    _make_scanner = None
 
 from lazygit.errors import DaemonError
 
@@ -19,7 +28,7 @@ from lazygit.errors import DaemonError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
-    from typing import Any
+    from typing import Any, ClassVar
 
 STATE_DIR = "lazygit"
 MAX_MESSAGE = 64 << 20
@@ -48,6 +57,60 @@ def common_git_dir(start: str | os.PathLike[str] | None = None) -> str:
     return proc.stdout.decode().strip()
 
 
+class _ScanContext:
+    """What CPython's C JSON scanner reads from ``json.JSONDecoder``: plain JSON, no hooks."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = None
+    memo: ClassVar[dict[str, str]] = {}
+
+
+_scan = _make_scanner(_ScanContext()) if _make_scanner is not None else None
+_SPACE = " \t\n\r"
+
+
+def loads(data: bytes | str) -> Any:
+    """One JSON document, as ``json.loads`` would decode it (errors: ValueError)."""
+    text = data.decode() if isinstance(data, bytes) else data
+    if _scan is None:
+        import json
+
+        return json.loads(text)
+    start = len(text) - len(text.lstrip(_SPACE))
+    try:
+        value, end = _scan(text, start)
+    except StopIteration:
+        raise ValueError(f"no JSON value at {start}") from None
+    if text[end:].strip(_SPACE):
+        raise ValueError(f"extra data after the JSON value at {end}")
+    return value
+
+
+def dumps(value: Any) -> str:
+    """JSON for the protocol's values (dicts with str keys, lists, str, int, float, bool,
+    None), as ``json.dumps`` would write it."""
+    if isinstance(value, str):
+        return _encode_str(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if isinstance(value, int) else float.__repr__(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(dumps(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = (f"{dumps(str(k))}: {dumps(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
 _TIMEOUTS: dict[str, float] = {}
 
 
@@ -65,11 +128,11 @@ def _timeout(git_dir: str) -> float:
     return _TIMEOUTS[git_dir]
 
 
-def _connect(git_dir: str) -> socket.socket | None:
+def _connect(git_dir: str) -> _socket.socket | None:
     try:
         with open(os.path.join(git_dir, STATE_DIR, "daemon.json")) as f:
-            info = json.load(f)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            info = loads(f.read())
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     except (OSError, ValueError):
         return None
     try:
@@ -118,7 +181,7 @@ def _last_log_line(git_dir: str) -> str:
 
 def connect(
     git_dir: str | os.PathLike[str], *, start: bool = True, timeout: float | None = None
-) -> socket.socket:
+) -> _socket.socket:
     """A connection to the repository's daemon, starting it when needed."""
     git_dir = os.fspath(git_dir)
     sock = _connect(git_dir)
@@ -159,7 +222,7 @@ def request(
     limit = timeout if timeout is not None else _timeout(git_dir)
     try:
         sock.settimeout(limit)
-        sock.sendall(json.dumps(message).encode() + b"\n")
+        sock.sendall(dumps(message).encode() + b"\n")
         buf = bytearray()
         while not buf.endswith(b"\n"):
             chunk = sock.recv(1 << 16)
@@ -182,7 +245,12 @@ def request(
             "the lazygit daemon closed the connection mid-request (it was stopped or crashed)",
             "run the git command again",
         )
-    reply = json.loads(buf)
+    try:
+        reply = loads(bytes(buf))
+    except ValueError:
+        raise DaemonError("the lazygit daemon sent a malformed reply", "see daemon.log") from None
+    if not isinstance(reply, dict):
+        raise DaemonError("the lazygit daemon sent a malformed reply", "see daemon.log")
     if not reply.get("ok"):
         raise DaemonError(str(reply.get("error") or "the lazygit daemon reported a failure"))
     return reply

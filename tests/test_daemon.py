@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import stat
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -44,7 +46,7 @@ def missing_blobs(repo: Path, n: int) -> list[str]:
 def raw(git_dir: Path, payload: bytes) -> dict:
     """Send raw bytes to the running daemon and read its reply line."""
     sock = daemonclient.connect(git_dir)
-    with sock:
+    with contextlib.closing(sock):
         try:
             sock.sendall(payload)
             sock.shutdown(socket.SHUT_WR)
@@ -196,3 +198,22 @@ def test_a_daemon_that_fails_while_loading_answers_its_waiting_clients(tmp_path:
         time.sleep(0.05)
     assert not (git_dir / "lazygit" / "daemon.json").exists()
     assert daemonclient._connect(str(git_dir)) is None
+
+
+def test_the_per_batch_client_path_stays_light():
+    """git starts git-remote-lazy (and the read-object hook) for every batch: its imports
+    are measured start-up time.  `socket`, `json`, `re`, `enum` and `typing` cost ~20 ms
+    together; the client reaches the daemon through `_socket` and `_json` instead."""
+    for module in ("lazygit.helper", "lazygit.readobject"):
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        imported = {
+            line.rsplit("|", 1)[1].strip()
+            for line in proc.stderr.splitlines()
+            if line.startswith("import time:") and "imported package" not in line
+        }
+        assert not imported & {"socket", "json", "re", "enum", "typing", "subprocess"}, module
