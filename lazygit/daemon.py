@@ -644,6 +644,9 @@ def serve(git_dir: Path) -> int:
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
+        # A batch in flight finishes first: its pack lands before we are gone, not after
+        # (index-pack would outlive us).  No new batch starts: the lock stays held.
+        daemon.write_lock.acquire(timeout=min(30.0, daemon.settings.daemonTimeout))
         with contextlib.suppress(OSError):
             if json.loads(info.read_text()).get("pid") == os.getpid():
                 info.unlink()

@@ -190,5 +190,5 @@ def stop_daemon(git_dir: Path) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)  # its session: an index-pack it started dies too
