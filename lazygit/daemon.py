@@ -84,6 +84,24 @@ def _private_dir(path: Path) -> None:
         os.chmod(path, 0o700)
 
 
+def config_mtimes(git_dir: Path) -> tuple[int, ...]:
+    """When (and to what size) the git config files settings come from last changed: a
+    reload is due when this differs.  Taken *before* loading, so that a change made while
+    the settings load is not missed."""
+    paths = [git_dir / "config", Path.home() / ".gitconfig"]
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    paths.append(Path(xdg) / "git" / "config")
+    out: list[int] = []
+    for p in paths:
+        try:
+            st = p.stat()
+        except OSError:
+            out += (0, -1)
+            continue
+        out += (st.st_mtime_ns, st.st_size)
+    return tuple(out)
+
+
 class Batch:
     """A set of oids fetched together; requests that need any of them wait on it."""
 
@@ -147,7 +165,12 @@ class Batcher:
 class Daemon:
     """State shared by all connections of one repository's daemon."""
 
-    def __init__(self, git_dir: Path, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        git_dir: Path,
+        settings: Settings | None = None,
+        config_stamp: tuple[int, ...] | None = None,
+    ) -> None:
         from lazygit.blockcache import BlockCache
         from lazygit.catalog import Catalog
         from lazygit.config import Settings
@@ -156,7 +179,11 @@ class Daemon:
 
         self.git_dir = git_dir
         self.repo = LocalRepo(git_dir, None)
-        self.settings = settings or Settings.load(git_dir)
+        if settings is None or config_stamp is None:
+            config_stamp = config_mtimes(git_dir)
+            settings = Settings.load(git_dir)
+        self.settings = settings
+        self._config_stamp = config_stamp
         state = self.repo.state_dir
         if not (state / "catalog.json").exists():
             raise DaemonError(f"{git_dir} is not a lazygit clone (no {state / 'catalog.json'})")
@@ -175,7 +202,6 @@ class Daemon:
         self.counters = {"requests": 0, "batches": 0, "objects": 0, "bytes": 0, "errors": 0}
         self.counters.update(prefetched=0, prefetch_triggers=0, denied=0)
         self.counter_lock = threading.Lock()
-        self._config_stamp = self._config_mtimes()
         self._cone: tuple[object, Any] = (None, None)
         self.history: HistoryIndex | None = None
         self.predictor: Predictor | None = None
@@ -187,23 +213,11 @@ class Daemon:
         threading.Thread(target=self._load_history, name="history", daemon=True).start()
 
     # -- settings, history, cone --------------------------------------------------------
-    def _config_mtimes(self) -> tuple[float, ...]:
-        paths = [self.git_dir / "config", Path.home() / ".gitconfig"]
-        xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-        paths.append(Path(xdg) / "git" / "config")
-        out = []
-        for p in paths:
-            try:
-                out.append(p.stat().st_mtime_ns)
-            except OSError:
-                out.append(0)
-        return tuple(out)
-
     def refresh_settings(self) -> None:
         """Re-read git config when a config file changed (offline, outsideCone, budgets)."""
         from lazygit.config import Settings
 
-        stamp = self._config_mtimes()
+        stamp = config_mtimes(self.git_dir)
         if stamp != self._config_stamp:
             self._config_stamp = stamp
             self.settings = Settings.load(self.git_dir)
@@ -607,6 +621,7 @@ def serve(git_dir: Path) -> int:
     # backlog instead of polling for the socket while the imports and indexes load.
     from lazygit.config import Settings
 
+    stamp = config_mtimes(git_dir)
     settings = Settings.load(git_dir)
     path = socket_path(git_dir)
     with contextlib.suppress(FileNotFoundError):
@@ -623,7 +638,7 @@ def serve(git_dir: Path) -> int:
     )
     os.replace(tmp, info)
     try:
-        daemon = Daemon(git_dir, settings)
+        daemon = Daemon(git_dir, settings, stamp)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             info.unlink()

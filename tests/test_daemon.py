@@ -217,3 +217,22 @@ def test_the_per_batch_client_path_stays_light():
             if line.startswith("import time:") and "imported package" not in line
         }
         assert not imported & {"socket", "json", "re", "enum", "typing", "subprocess"}, module
+
+
+def test_a_config_change_while_the_daemon_loads_is_seen(lazy: Path):
+    """The config stamp is taken before the settings are read: `lazygit offline on` run
+    while a daemon starts up takes effect at its first request (it used to be missed)."""
+    from lazygit.config import Settings
+    from lazygit.daemon import Daemon, config_mtimes
+
+    git_dir = lazy / ".git"
+    stamp = config_mtimes(git_dir)
+    settings = Settings.load(git_dir)
+    subprocess.run(["git", "-C", str(lazy), "config", "lazygit.offline", "true"], check=True)
+    try:
+        daemon = Daemon(git_dir, settings, stamp)
+        assert not daemon.settings.offline
+        daemon.refresh_settings()
+        assert daemon.settings.offline
+    finally:
+        subprocess.run(["git", "-C", str(lazy), "config", "--unset", "lazygit.offline"])
