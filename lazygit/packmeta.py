@@ -398,15 +398,12 @@ class ServerPack:
 
     def end_of_position(self, pos: int) -> int:
         """Where the entry at ``pos`` begins, or the trailer for ``pos == len(self)``."""
-        return self._end_of_position(pos)
-
-    def _end_of_position(self, pos: int) -> int:
         return self._sorted[pos] if pos < len(self._sorted) else self.size - 20
 
     def extent_at(self, offset: int) -> Extent:
         """[offset, next entry offset or size-20): the raw entry's bytes."""
         pos = self.position_of_offset(offset)
-        return Extent(offset, self._end_of_position(pos + 1))
+        return Extent(offset, self.end_of_position(pos + 1))
 
     def extents_of_positions(self, runs: Iterable[Run]) -> list[Extent]:
         """Byte extents of position runs [a, b); consecutive entries give one extent."""
@@ -415,7 +412,7 @@ class ServerPack:
         for a, b in merge_runs(runs):
             if a < 0 or b > n:
                 raise IndexError(f"positions [{a}, {b}) outside a pack of {n} objects")
-            out.append(Extent(self._sorted[a], self._end_of_position(b)))
+            out.append(Extent(self._sorted[a], self.end_of_position(b)))
         return out
 
     def offsets_of_positions(self, a: int, b: int) -> list[int]:
@@ -431,21 +428,15 @@ class ServerPack:
 
     def metadata_extents(self) -> list[Extent]:
         """Extents of all commits, trees and tags (needs `types` from the bitmap)."""
-        if self.types is None:
-            raise ValueError(f"{self.name}: object types unknown (no bitmap parsed)")
-        t = self.types
-        return self.extents_of_positions([*t.commits, *t.trees, *t.tags])
+        return self.extents_of_positions(self.metadata_runs())
 
     def metadata_entries(self) -> list[tuple[int, Extent]]:
         """(position, extent) of every commit, tree and tag entry, in pack order."""
-        if self.types is None:
-            raise ValueError(f"{self.name}: object types unknown (no bitmap parsed)")
-        t = self.types
         offs = self._sorted
         last = len(offs) - 1
         end_of_pack = self.size - 20
         out = []
-        for a, b in merge_runs([*t.commits, *t.trees, *t.tags]):
+        for a, b in self.metadata_runs():
             for p in range(a, b):
                 out.append((p, Extent(offs[p], offs[p + 1] if p < last else end_of_pack)))
         return out
