@@ -44,6 +44,10 @@ HISTORY_WAIT = 3.0
 BIG_REQUEST = 64
 #: Seconds a request waits for the history index to decide the sparse-cone policy.
 POLICY_WAIT = 10.0
+#: Seconds at most that building the history index waits for running batches to finish.
+HISTORY_DEFER = 120.0
+#: Seconds the daemon must stay idle before a deferred history index build starts.
+HISTORY_SETTLE = 2.0
 #: Seconds between checks whether the refs moved (the history index is then rebuilt).
 HISTORY_RECHECK = 5.0
 
@@ -138,8 +142,15 @@ class Batcher:
                     batch = self.pending
                 deps[id(batch)] = batch
             if self.pending.oids:
-                self.cond.notify()
+                self.cond.notify_all()  # the worker, and wait_idle callers
         return list(deps.values())
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no batch is queued or running; False if ``timeout`` passed first."""
+        with self.cond:
+            return self.cond.wait_for(
+                lambda: not self.inflight and not self.pending.oids, timeout
+            )
 
     def _worker(self) -> None:
         while True:
@@ -159,6 +170,7 @@ class Batcher:
             with self.cond:
                 for oid in batch.oids:
                     self.inflight.pop(oid, None)
+                self.cond.notify_all()
             batch.done.set()
 
 
@@ -206,6 +218,7 @@ class Daemon:
         self.history: HistoryIndex | None = None
         self.predictor: Predictor | None = None
         self.history_ready = threading.Event()
+        self._history_wanted = threading.Event()  # a request waits for the index
         self._history_checked = 0.0
         self._history_lock = threading.Lock()
         # Built at once (a clone pre-starts the daemon, so this is usually idle time), at low
@@ -229,12 +242,30 @@ class Daemon:
             # Linux niceness is per thread; the `git log` it starts inherits it.
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
+        def _after_batches() -> None:
+            # Building reads all history (git log, then parsing): on a machine with few
+            # cores it would slow a checkout's batch by half, and that batch needs no index.
+            # So it waits until the daemon has been idle for a moment, or a request waits
+            # for the index.
+            deadline = time.monotonic() + HISTORY_DEFER
+            while not self._history_wanted.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.batcher.wait_idle(left):
+                    self.log("history index: building while batches keep coming")
+                    return
+                if self._history_wanted.wait(HISTORY_SETTLE) or self.batcher.wait_idle(0):
+                    return
+
         try:
-            index = load_or_build(self.git_dir, self.repo.state_dir / "history.idx")
+            index = load_or_build(
+                self.git_dir, self.repo.state_dir / "history.idx", before_build=_after_batches
+            )
         except Exception:  # prefetch is an optimisation: never take the daemon down
             self.log_exception()
+            self._history_wanted.clear()
             self.history_ready.set()
             return
+        self._history_wanted.clear()
         self.history = index
         self.predictor = Predictor(
             self.git_dir, index, is_local=self.local.__contains__, size_of=self._pack_size
@@ -242,6 +273,11 @@ class Daemon:
         self._history_checked = time.monotonic()
         self.history_ready.set()
         self.log(f"history index: {len(index.commits)} commits, {len(index.paths)} paths")
+
+    def _await_history(self, timeout: float) -> None:
+        """Wait (bounded) for the history index; a build deferred for batches starts now."""
+        self._history_wanted.set()
+        self.history_ready.wait(timeout)
 
     def _recheck_history(self) -> None:
         """Rebuild the history index in the background when the refs moved."""
@@ -287,7 +323,7 @@ class Daemon:
         match = self.cone()
         if match is None:
             return []
-        self.history_ready.wait(POLICY_WAIT)
+        self._await_history(POLICY_WAIT)
         index = self.history
         if index is None:
             return []
@@ -323,7 +359,7 @@ class Daemon:
             return []  # already a batch (a checkout): nothing to wait for
         intent = requester_intent(pid)
         if not self.history_ready.is_set() and _heavy(intent):
-            self.history_ready.wait(HISTORY_WAIT)
+            self._await_history(HISTORY_WAIT)
         self._recheck_history()
         predictor = self.predictor
         if predictor is None or not self.history_ready.is_set():

@@ -235,13 +235,21 @@ def index_key(git_dir: Path) -> str:
     return hashlib.sha1(proc.stdout + b"\n" + head.stdout).hexdigest()
 
 
-def load_or_build(git_dir: Path, cache: Path | None) -> HistoryIndex:
-    """The cached index when the refs are unchanged, else a fresh one (then cached)."""
+def load_or_build(
+    git_dir: Path, cache: Path | None, before_build: Callable[[], None] | None = None
+) -> HistoryIndex:
+    """The cached index when the refs are unchanged, else a fresh one (then cached).
+
+    ``before_build`` runs first when the index must be built (the daemon waits there until
+    no batch is running: a build competes with it for both cores).
+    """
     key = index_key(git_dir)
     if cache is not None:
         index = HistoryIndex.load(cache, key)
         if index is not None:
             return index
+    if before_build is not None:
+        before_build()
     index = HistoryIndex.build(git_dir, key)
     if cache is not None:
         with contextlib.suppress(OSError):

@@ -228,3 +228,26 @@ def test_daemon_restart_uses_cached_index(fresh: Path, large: Published) -> None
     stop_daemon(fresh / ".git")
     compare(fresh, large.full, "blame", "v3.0", "--", HOT)
     assert sum(" prefetch: " in ln for ln in daemon_log(fresh)) >= 1
+
+
+def test_history_build_waits_for_a_checkout_batch(fresh: Path, large: Published) -> None:
+    """Building the history index reads all of history; it must not compete with the batch
+    of a checkout (which needs no index) for the machine's cores: it starts afterwards."""
+    proc = subprocess.run(
+        ["git", "checkout", "-q", "main"], cwd=fresh, env=base_env(), capture_output=True
+    )
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    cache = fresh / ".git" / "lazygit" / "history.idx"
+    for _ in range(3000):
+        if cache.exists() and any(" history index: " in ln for ln in daemon_log(fresh)):
+            break
+        time.sleep(0.01)
+    log = daemon_log(fresh)
+    batch = next(i for i, ln in enumerate(log) if " batch: " in ln)
+    built = next(i for i, ln in enumerate(log) if " history index: " in ln)
+    assert batch < built, log
+    # ... and a command that needs the index does not wait for that: blame gets its prefetch.
+    stop_daemon(fresh / ".git")
+    cache.unlink()
+    compare(fresh, large.full, "blame", "v3.0", "--", HOT)
+    assert any(" prefetch: " in ln for ln in daemon_log(fresh)), daemon_log(fresh)
