@@ -148,9 +148,7 @@ class Batcher:
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no batch is queued or running; False if ``timeout`` passed first."""
         with self.cond:
-            return self.cond.wait_for(
-                lambda: not self.inflight and not self.pending.oids, timeout
-            )
+            return self.cond.wait_for(lambda: not self.inflight and not self.pending.oids, timeout)
 
     def _worker(self) -> None:
         while True:
