@@ -62,6 +62,28 @@ def _import_httpx():  # type: ignore[no-untyped-def]
 
 httpx = _import_httpx()
 
+
+def _http2_available(wanted: bool) -> bool:
+    """Whether this process can speak HTTP/2; import httpcore (once) accordingly.
+
+    httpcore imports h2 (~25 ms) at import time whenever it is installed.  HTTP/2 only ever
+    comes by ALPN over TLS, so a process whose first remote is plain http (the usual daemon)
+    imports httpcore with h2 hidden; a later https remote in that process uses HTTP/1.1.
+    """
+    import sys
+
+    if "httpcore" not in sys.modules and not wanted and "h2" not in sys.modules:
+        sys.modules["h2"] = None  # type: ignore[assignment]
+        try:
+            import httpcore  # noqa: F401
+        finally:
+            del sys.modules["h2"]
+        _H2[0] = False
+    return wanted and _H2[0]
+
+
+_H2 = [True]  # False once httpcore was imported without h2
+
 MAX_REDIRECTS = 5
 #: HTTP statuses worth another attempt: the server or a proxy is busy or failing for now.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 507, 509, 520, 521, 522, 523, 524})
@@ -358,7 +380,7 @@ class DumbRemote:
         headers = {"Accept-Encoding": "identity", "User-Agent": "lazygit"}
         self._client = httpx.Client(
             # HTTP/2 comes by ALPN over TLS; over plain http httpx would only speak HTTP/1.1.
-            http2=not plain,
+            http2=_http2_available(not plain),
             verify=verify,
             proxy=hc.proxy,
             event_hooks={"request": [_refuse_https]} if plain else None,

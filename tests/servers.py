@@ -188,12 +188,14 @@ class LogEntry:
     range: str | None  # the Range request header, if any
     query: str = ""
     if_range: str | None = None
+    protocol: str | None = None
 
 
 _LOG_FORMAT = (
     "log_format lazy escape=json '{"
     '"method":"$request_method","uri":"$request_uri","status":"$status",'
-    '"bytes":"$body_bytes_sent","range":"$http_range","if_range":"$http_if_range"'
+    '"bytes":"$body_bytes_sent","range":"$http_range","if_range":"$http_if_range",'
+    '"protocol":"$server_protocol"'
     "}';"
 )
 
@@ -385,6 +387,7 @@ http {{
                     range=rec["range"] or None,
                     query=query,
                     if_range=rec["if_range"] or None,
+                    protocol=rec.get("protocol") or None,
                 )
             )
         return entries

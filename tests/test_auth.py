@@ -242,7 +242,7 @@ def tls_nginx(
     ca.cert_pem.write_to_path(str(work / "ca.pem"))
     port = free_port()
     extra = (
-        f"listen 127.0.0.1:{port} ssl; ssl_certificate {work}/server.pem; "
+        f"listen 127.0.0.1:{port} ssl http2; ssl_certificate {work}/server.pem; "
         f"ssl_certificate_key {work}/server.pem;"
     )
     with Nginx(server_root, work / "nginx", extra=extra) as server:
@@ -280,6 +280,25 @@ def test_tls_clone(tls_nginx, small: Published, tmp_path: Path, how: str) -> Non
     head = subprocess.run(["git", "-C", str(dest), "rev-parse", "HEAD"], capture_output=True)
     full = subprocess.run(["git", "-C", str(small.full), "rev-parse", "HEAD"], capture_output=True)
     assert head.stdout == full.stdout
+
+
+def test_https_speaks_http2_and_plain_http_does_not(
+    tls_nginx, nginx: Nginx, small: Published, tmp_path: Path
+) -> None:
+    """HTTP/2 comes by ALPN over TLS (httpx with h2); a plain-http process skips importing h2
+    and speaks HTTP/1.1."""
+    server, port, ca = tls_nginx
+    server.clear_log()
+    dest = tmp_path / "tls"
+    proc = clone(f"https://127.0.0.1:{port}/{small.name}", dest, {"http.sslCAInfo": str(ca)})
+    assert proc.returncode == 0, proc.stderr
+    ours = [e for e in server.log_entries() if small.name in e.path]
+    assert ours and {e.protocol for e in ours} == {"HTTP/2.0"}, ours
+    nginx.clear_log()
+    proc = clone(nginx.url(small.name), tmp_path / "plain", {}, "--no-checkout")
+    assert proc.returncode == 0, proc.stderr
+    ours = [e for e in nginx.log_entries() if small.name in e.path]
+    assert ours and {e.protocol for e in ours} == {"HTTP/1.1"}, ours
 
 
 def test_http_proxy_setting(proxy: FaultProxy, nginx: Nginx, small: Published, tmp_path: Path):
