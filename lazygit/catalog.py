@@ -73,13 +73,15 @@ class Catalog:
         remote = source.remote
         info = remote.stat(source.path(f"pack/{name}.pack"))
         cached = self._cached(name, info)
+        rev = None
         if cached is not None:  # an interrupted clone read these already
             idx_data, head = cached
+            rev = _read_optional(self._packs_dir / f"{name}.rev")
         else:
             idx_data = remote.get_bytes(source.path(f"pack/{name}.idx"))
             assert idx_data is not None
             head = None
-        pack = ServerPack.from_idx(name, idx_data, info.size)
+        pack = ServerPack.from_idx(name, idx_data, info.size, rev)
         if cached is None:
             head = self._read_bitmap_head(source, name)
         if head is not None:
@@ -87,6 +89,10 @@ class Catalog:
         if self.cache_dir is not None:
             packs_dir = self.cache_dir / "packs"
             packs_dir.mkdir(parents=True, exist_ok=True)
+            rev_bytes = pack.rev_bytes()
+            if rev != rev_bytes:
+                # The reverse index spares every daemon start sorting the idx's offsets.
+                _write_atomic(packs_dir / f"{name}.rev", rev_bytes)
             if cached is None:
                 _write_atomic(packs_dir / f"{name}.idx", idx_data)
                 if head is not None:
@@ -107,6 +113,11 @@ class Catalog:
             return None
         head_path = packs_dir / f"{name}.bitmap-head"
         return idx, head_path.read_bytes() if head_path.exists() else None
+
+    @property
+    def _packs_dir(self) -> Path:
+        assert self.cache_dir is not None
+        return self.cache_dir / "packs"
 
     @staticmethod
     def _read_bitmap_head(source: ObjectSource, name: str) -> bytes | None:
@@ -172,7 +183,8 @@ class Catalog:
         for p in doc["packs"]:
             name = p["name"]
             idx = (cache_dir / "packs" / f"{name}.idx").read_bytes()
-            pack = ServerPack.from_idx(name, idx, p["size"])
+            rev = _read_optional(cache_dir / "packs" / f"{name}.rev")
+            pack = ServerPack.from_idx(name, idx, p["size"], rev)
             head_path = cache_dir / "packs" / f"{name}.bitmap-head"
             if head_path.exists():
                 pack.types = parse_bitmap_types(
@@ -221,3 +233,11 @@ def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
+
+
+def _read_optional(path: Path) -> bytes | None:
+    """A cache file's bytes, or None when it is missing or unreadable."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import operator
 import struct
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 
 from dulwich.pack import PackIndex, load_pack_index_file
 
@@ -249,6 +251,34 @@ def _corrupt(name: str, why: str) -> CorruptDataError:
     return CorruptDataError(f"corrupt .idx for {name}: {why}")
 
 
+_REV_HEADER = b"RIDX" + struct.pack(">II", 1, 1)
+
+
+def _increasing(values: array[int]) -> bool:
+    """Strictly increasing (so no two equal)."""
+    return all(map(operator.lt, values, islice(values, 1, None)))
+
+
+def _read_rev(
+    rev: bytes, n: int, pack_checksum: bytes, offsets: array[int]
+) -> tuple[array[int], array[int]] | None:
+    """(order, sorted offsets) from a cached .rev, or None when it does not fit the idx."""
+    if (
+        len(rev) != 12 + 4 * n + 40
+        or rev[:12] != _REV_HEADER
+        or rev[-40:-20] != pack_checksum
+        or hashlib.sha1(rev[:-20]).digest() != rev[-20:]
+    ):
+        return None
+    order = _u32_array(rev, 12, n)
+    try:
+        sorted_offsets = array("Q", map(offsets.__getitem__, order))
+    except IndexError:
+        return None
+    # Strictly increasing offsets from n positions < n: a permutation, in pack order.
+    return (order, sorted_offsets) if _increasing(sorted_offsets) else None
+
+
 def _load_dulwich_index(name: str, data: bytes) -> PackIndex:
     """dulwich's index over in-memory bytes (its file object closed: nothing to leak)."""
     f = io.BytesIO(data)
@@ -296,10 +326,15 @@ class ServerPack:
         self._type_runs_of: PackTypes | None = None
 
     @classmethod
-    def from_idx(cls, name: str, idx_data: bytes | memoryview, size: int) -> ServerPack:
+    def from_idx(
+        cls, name: str, idx_data: bytes | memoryview, size: int, rev: bytes | None = None
+    ) -> ServerPack:
         """Parse and validate an .idx (v2, or v1) for a pack of `size` bytes.
 
-        CorruptDataError if the idx is malformed or an offset is outside the pack.
+        ``rev`` is the pack's reverse index (git's .rev format, see `rev_bytes`), as cached at
+        clone time: it spares sorting the offsets (~20 ms per 50,000 objects at every daemon
+        start).  One that does not fit this idx is ignored.  CorruptDataError if the idx is
+        malformed or an offset is outside the pack.
         """
         data = bytes(idx_data)
         if len(data) < _FANOUT_LEN + 40:
@@ -348,21 +383,38 @@ class ServerPack:
             recs = data[table : table + 24 * n]
             offsets = array("Q", (v for (v,) in struct.iter_unpack(">I20x", recs)))
             names = b"".join(recs[i + 4 : i + 24] for i in range(0, 24 * n, 24))
-        order = array("I", sorted(range(n), key=offsets.__getitem__))
-        sorted_offsets = array("Q", map(offsets.__getitem__, order))
+        checksum = data[-40:-20]
+        got = _read_rev(rev, n, checksum, offsets) if rev is not None else None
+        if got is None:
+            order = array("I", sorted(range(n), key=offsets.__getitem__))
+            sorted_offsets = array("Q", map(offsets.__getitem__, order))
+            if not _increasing(sorted_offsets):
+                raise _corrupt(name, "two objects share an offset")
+        else:
+            order, sorted_offsets = got
         if n:
             if sorted_offsets[0] < 12:
                 raise _corrupt(name, "an offset points into the pack header")
             if sorted_offsets[-1] >= size - 20:
                 raise _corrupt(name, f"an offset is outside the pack ({size} bytes)")
-            if len(set(sorted_offsets)) != n:
-                raise _corrupt(name, "two objects share an offset")
-        checksum = data[-40:-20]
         idx = _load_dulwich_index(name, data)
         return cls(name, size, checksum, idx, names, order, sorted_offsets)
 
     def __len__(self) -> int:
         return len(self._sorted)
+
+    def rev_bytes(self) -> bytes:
+        """The reverse index in git's .rev format (gitformat-pack(5)): "RIDX", version 1,
+        SHA-1, then each pack position's idx position, the pack checksum, its own SHA-1."""
+        order = array("I", self._order) if self._order.itemsize == 4 else None
+        if order is None:  # pragma: no cover - exotic platforms
+            table = struct.pack(f">{len(self._order)}I", *self._order)
+        else:
+            if sys.byteorder == "little":
+                order.byteswap()
+            table = order.tobytes()
+        body = _REV_HEADER + table + self.checksum
+        return body + hashlib.sha1(body).digest()
 
     def offset_of(self, oid: bytes) -> int | None:
         """Offset of an object in the pack, None if the pack lacks it."""

@@ -84,6 +84,13 @@ def test_large_no_checkout_clone_reads_only_metadata(large: Published, nginx, tm
     # No blob of HEAD was read: the clone has none of them (lazy fetching is off here).
     missing = git(dest, "rev-list", "--objects", "--missing=print", "HEAD")
     assert sum(1 for ln in missing.splitlines() if ln.startswith("?")) > 1000
+    # Every server pack's .idx is cached with its reverse index, as git writes .rev files.
+    cached = dest / ".git" / "lazygit" / "packs"
+    for idx in (large.info.path / "objects" / "pack").glob("pack-*.idx"):
+        rev = cached / idx.with_suffix(".rev").name
+        git(tmp_path, "index-pack", "--rev-index", "-o", str(tmp_path / "r.idx"),
+            str(idx.with_suffix(".pack")))  # fmt: skip
+        assert rev.read_bytes() == (tmp_path / "r.rev").read_bytes()
 
 
 @pytest.mark.slow

@@ -191,6 +191,37 @@ def test_idx_v1_and_large_offsets(gc_pack: RealPack, tmp_path: Path) -> None:
         check_against_git(sp, gc_pack, idx)
 
 
+def test_reverse_index_is_gits_and_checked(gc_pack: RealPack, tmp_path: Path) -> None:
+    """rev_bytes() equals the .rev git writes for the pack; from_idx with it gives the same
+    pack view; a .rev that does not fit (other pack, wrong order, bad checksum) is ignored."""
+    idx = tmp_path / "p.idx"
+    git("index-pack", "--rev-index", "-o", str(idx), str(gc_pack.pack), cwd=tmp_path)
+    rev = idx.with_suffix(".rev").read_bytes()
+    data = gc_pack.idx.read_bytes()
+    size = gc_pack.pack.stat().st_size
+    plain = ServerPack.from_idx(gc_pack.name, data, size)
+    assert plain.rev_bytes() == rev
+    fast = ServerPack.from_idx(gc_pack.name, data, size, rev)
+    check_against_git(fast, gc_pack, gc_pack.idx)
+    n = len(gc_pack.entries)
+    swapped = bytearray(rev)
+    swapped[12:16], swapped[16:20] = rev[16:20], rev[12:16]
+    bad_index = bytearray(rev)
+    bad_index[12:16] = struct.pack(">I", n + 7)
+    other_pack = bytearray(rev)
+    other_pack[-40] ^= 1
+    for broken in (
+        reseal(swapped),
+        reseal(bad_index),
+        reseal(other_pack),
+        rev[:-1] + bytes([rev[-1] ^ 1]),
+        rev[:-4],
+        b"",
+    ):
+        sp = ServerPack.from_idx(gc_pack.name, data, size, broken)
+        check_against_git(sp, gc_pack, gc_pack.idx)
+
+
 def reseal(data: bytearray) -> bytes:
     """Recompute an idx's own trailing checksum after tampering with it."""
     data[-20:] = hashlib.sha1(bytes(data[:-20])).digest()
