@@ -46,8 +46,10 @@ BIG_REQUEST = 64
 POLICY_WAIT = 10.0
 #: Seconds at most that building the history index waits for running batches to finish.
 HISTORY_DEFER = 120.0
-#: Seconds the daemon must stay idle before a deferred history index build starts.
+#: Seconds a history index build waits after a big batch (git then writes a working tree),
+#: and after the daemon's start (the request that started it is on its way).
 HISTORY_SETTLE = 2.0
+START_SETTLE = 0.2
 #: Seconds between checks whether the refs moved (the history index is then rebuilt).
 HISTORY_RECHECK = 5.0
 
@@ -124,6 +126,9 @@ class Batcher:
         self.cond = threading.Condition()
         self.pending = Batch()
         self.inflight: dict[bytes, Batch] = {}
+        self.last_end = time.monotonic()  # when the last batch ended (or the daemon started)
+        self.last_big = False  # whether it was a big one (a checkout's)
+        self.batches = 0
         threading.Thread(target=self._worker, name="batcher", daemon=True).start()
 
     def submit(self, oids: list[bytes]) -> list[Batch]:
@@ -168,6 +173,9 @@ class Batcher:
             with self.cond:
                 for oid in batch.oids:
                     self.inflight.pop(oid, None)
+                self.last_end = time.monotonic()
+                self.last_big = len(batch.oids) >= BIG_REQUEST
+                self.batches += 1
                 self.cond.notify_all()
             batch.done.set()
 
@@ -251,8 +259,12 @@ class Daemon:
                 if left <= 0 or not self.batcher.wait_idle(left):
                     self.log("history index: building while batches keep coming")
                     return
-                if self._history_wanted.wait(HISTORY_SETTLE) or self.batcher.wait_idle(0):
+                b = self.batcher  # after a big batch git is likely writing a working tree
+                settle = HISTORY_SETTLE if b.last_big else START_SETTLE if not b.batches else 0.0
+                rest = b.last_end + settle - time.monotonic()
+                if rest <= 0:
                     return
+                self._history_wanted.wait(rest)
 
         try:
             index = load_or_build(

@@ -36,10 +36,18 @@ LAZYGIT = REPO / ".venv" / "bin" / "lazygit"
 HOT = "src/core/hot.py"
 
 
+#: The clone does not pre-start a daemon: the first command starts it cold.
+COLD = {
+    "GIT_CONFIG_COUNT": "1",
+    "GIT_CONFIG_KEY_0": "lazygit.prestartDaemon",
+    "GIT_CONFIG_VALUE_0": "false",
+}
+
+
 def lazy_clone(url: str, dest: Path) -> Path:
     proc = subprocess.run(
         [str(LAZYGIT), "clone", "--no-checkout", "--quiet", url, str(dest)],
-        env=base_env(),
+        env=base_env(COLD),
         capture_output=True,
     )
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
@@ -104,7 +112,9 @@ def test_cat_file_run_is_recognised_as_a_tree(fresh: Path, large: Published) -> 
     data = "".join(f"{o}\n" for o in oids).encode()
     compare(fresh, large.full, "cat-file", "--batch", input=data)
     batches = [ln for ln in daemon_log(fresh) if " batch: " in ln]
-    assert len(batches) <= 8, len(batches)  # one per blob without the tree pattern
+    # One per blob without the tree pattern (120).  The daemon starts cold and builds its
+    # history index first (~1 s, while single requests go on): measured 14.
+    assert len(batches) <= 30, len(batches)
     assert any("tree run" in ln for ln in daemon_log(fresh))
 
 
