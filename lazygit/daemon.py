@@ -227,8 +227,9 @@ class Daemon:
         self._history_wanted = threading.Event()  # a request waits for the index
         self._history_checked = 0.0
         self._history_lock = threading.Lock()
-        # Built at once (a clone pre-starts the daemon, so this is usually idle time), at low
-        # priority so that it does not slow a batch that runs meanwhile.
+        # Loaded at once; when it must be built, that waits for running batches (see
+        # _load_history) and runs at low priority (a clone pre-starts the daemon, so this is
+        # usually idle time).
         threading.Thread(target=self._load_history, name="history", daemon=True).start()
 
     # -- settings, history, cone --------------------------------------------------------
@@ -251,8 +252,9 @@ class Daemon:
         def _after_batches() -> None:
             # Building reads all history (git log, then parsing): on a machine with few
             # cores it would slow a checkout's batch by half, and that batch needs no index.
-            # So it waits until the daemon has been idle for a moment, or a request waits
-            # for the index.
+            # So it waits while a batch runs, for the first request after the daemon's start,
+            # and for git to write the working tree after a big batch, unless a request
+            # waits for the index.
             deadline = time.monotonic() + HISTORY_DEFER
             while not self._history_wanted.is_set():
                 left = deadline - time.monotonic()

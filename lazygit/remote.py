@@ -61,6 +61,7 @@ def _import_httpx():  # type: ignore[no-untyped-def]
 
 
 httpx = _import_httpx()
+_H2 = [True]  # False once httpcore was imported without h2
 
 
 def _http2_available(wanted: bool) -> bool:
@@ -81,8 +82,6 @@ def _http2_available(wanted: bool) -> bool:
         _H2[0] = False
     return wanted and _H2[0]
 
-
-_H2 = [True]  # False once httpcore was imported without h2
 
 MAX_REDIRECTS = 5
 #: HTTP statuses worth another attempt: the server or a proxy is busy or failing for now.
