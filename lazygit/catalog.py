@@ -7,6 +7,7 @@ the network and rescans ``objects/info/packs`` only when an object is in no know
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -215,9 +216,49 @@ class Catalog:
             source.packs = names
         # Packs that vanished (a server repack) are dropped; their objects are elsewhere now.
         listed = {n for s in self.sources for n in s.packs}
-        self.packs = [h for h in self.packs if h.name in listed]
+        gone = {h.name for h in self.packs} - listed
+        if gone:
+            self.packs = [h for h in self.packs if h.name in listed]
+            self.save()
+            self._forget_files(gone)
         self.load_packs(settings)
         return [h for h in self.packs if h.name not in before]
+
+    def refresh(self, settings: Settings) -> bool:
+        """After a pack read failed (404, or the file changed): re-read the pack list and
+        re-check every pack's validator; drop the packs that vanished or changed, load the new
+        and changed ones.  True if the catalog changed.  A server that ran ``git gc`` or
+        ``git repack -a -d`` after the clone is followed this way."""
+        before = {(h.name, h.info.size, h.info.etag, h.info.last_modified) for h in self.packs}
+        self.rescan(settings)
+        stale: list[PackHandle] = []
+        for h in self.packs:
+            try:
+                info = h.source.remote.stat(h.source.path(f"pack/{h.name}.pack"))
+            except HTTPStatusError as exc:
+                if exc.status not in (404, 410):
+                    raise
+                stale.append(h)  # listed in a stale objects/info/packs, but gone
+                h.source.packs = [n for n in h.source.packs if n != h.name]
+                continue
+            if _validator(info) != _validator(h.info):
+                stale.append(h)
+        if stale:
+            self.packs = [h for h in self.packs if h not in stale]
+            self._forget_files({h.name for h in stale})
+            self.load_packs(settings)  # those still listed, with their new validators
+        self.save()
+        after = {(h.name, h.info.size, h.info.etag, h.info.last_modified) for h in self.packs}
+        return after != before
+
+    def _forget_files(self, names: Iterable[str]) -> None:
+        """Remove the cached .idx, .rev, bitmap head and validator of packs no longer used."""
+        if self.cache_dir is None:
+            return
+        for name in names:
+            for suffix in (".json", ".idx", ".rev", ".bitmap-head"):
+                with contextlib.suppress(OSError):
+                    (self._packs_dir / f"{name}{suffix}").unlink()
 
     def remotes(self) -> Iterable[DumbRemote]:
         return {id(s.remote): s.remote for s in self.sources}.values()

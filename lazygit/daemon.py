@@ -399,6 +399,8 @@ class Daemon:
             stats = self.engine.fetch(oids)
             consolidate_if_needed(self.repo, self.settings.maxPromisorPacks)
             self.local.refresh()
+        if stats.refreshed:
+            self.log("the server's packs changed since the clone (a repack): pack list re-read")
         with self.counter_lock:
             self.counters["batches"] += 1
             self.counters["objects"] += stats.objects

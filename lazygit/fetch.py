@@ -21,7 +21,7 @@ from typing import IO
 from lazygit.blockcache import Reader, direct_reader
 from lazygit.catalog import Catalog, PackHandle
 from lazygit.config import Settings
-from lazygit.errors import CorruptDataError, RemoteError
+from lazygit.errors import CorruptDataError, HTTPStatusError, PackChangedError, RemoteError
 from lazygit.localrepo import LocalObjects, LocalRepo
 from lazygit.loose import LooseObject, fetch_loose, walk_loose_metadata
 from lazygit.packmeta import PackTypes
@@ -53,6 +53,8 @@ class FetchStats:
     packs: list[str] = field(default_factory=list)
     #: Wanted objects the server does not have (the caller decides whether that is an error).
     absent: list[bytes] = field(default_factory=list)
+    #: The server's packs changed since the clone (a repack): the pack list was read again.
+    refreshed: bool = False
 
     def add(self, other: FetchStats) -> None:
         self.objects += other.objects
@@ -434,11 +436,32 @@ class FetchEngine:
         """
         oids = list(oids)
         try:
+            return self._fetch_checked(oids, progress, loose)
+        except (HTTPStatusError, PackChangedError) as exc:
+            # A pack we knew is gone or replaced: the server was repacked (git gc) since the
+            # clone.  Its objects are in the new packs: look again and read from there.
+            if isinstance(exc, HTTPStatusError) and exc.status not in (404, 410):
+                raise
+            if not self.catalog.refresh(self.settings):
+                raise
+            self._forget_cached_bytes()
+            stats = self._fetch_checked(oids, progress, loose)
+            stats.refreshed = True
+            return stats
+
+    def _forget_cached_bytes(self) -> None:
+        forget = getattr(self.reader, "__self__", None)
+        if forget is not None and hasattr(forget, "clear"):
+            forget.clear()
+
+    def _fetch_checked(
+        self, oids: list[bytes], progress: Progress, loose: Sequence[LooseObject]
+    ) -> FetchStats:
+        """`_fetch`, and once more past every cache if git's hash check rejected the bytes."""
+        try:
             return self._fetch(oids, progress, loose)
         except CorruptDataError as first:
-            forget = getattr(self.reader, "__self__", None)
-            if forget is not None and hasattr(forget, "clear"):
-                forget.clear()
+            self._forget_cached_bytes()
             try:
                 return self._fetch(oids, progress, loose)
             except CorruptDataError as second:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -121,5 +122,51 @@ def test_fetch_of_a_large_push_reads_commits_and_trees_not_its_blobs(
         assert big_blob not in have and new_commit in have
         assert read < 100_000, read  # the 600 kB blob was not read
         assert run(dest, "cat-file", "-p", big_blob) == (work / "big.bin").read_bytes()
+    finally:
+        stop_daemon(dest / ".git")
+
+
+def test_lazy_fetch_follows_a_server_repack(
+    small: Published, server_root: Path, nginx, tmp_path: Path
+) -> None:
+    """The server runs `git repack -a -d` (as `git gc` does) after the clone: the packs the
+    clone knew are gone.  A lazy fetch re-reads the pack list and reads from the new pack;
+    the cached indexes of the old packs are removed."""
+    import shutil
+
+    bare = server_root / "engine-repack.git"
+    shutil.rmtree(bare, ignore_errors=True)
+    shutil.copytree(small.info.path, bare, symlinks=True)
+    dest = tmp_path / "lazy"
+    subprocess.run(
+        ["lazygit", "clone", "-q", "--no-checkout", nginx.url(bare.name), str(dest)], check=True
+    )
+    cache = dest / ".git" / "lazygit" / "packs"
+    old = {p.stem for p in cache.glob("pack-*.idx")}
+    missing = [
+        ln[1:]
+        for ln in subprocess.run(
+            ["git", "-C", str(dest), "rev-list", "--objects", "--missing=print", "HEAD~5"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**ENV, "GIT_NO_LAZY_FETCH": "1"},
+        ).stdout.splitlines()
+        if ln.startswith("?")
+    ][:3]
+    assert missing
+    run(bare, "repack", "-a", "-d", "-q")
+    run(bare, "update-server-info")
+    new = {p.stem for p in (bare / "objects" / "pack").glob("pack-*.pack")}
+    assert not new & old
+    try:
+        for oid in missing:
+            assert run(dest, "cat-file", "-p", oid) == run(bare, "cat-file", "-p", oid)
+        log = (dest / ".git" / "lazygit" / "daemon.log").read_text()
+        assert log.count("pack list re-read") == 1, log
+        assert {p.stem for p in cache.glob("pack-*.idx")} == new
+        assert not [p for p in cache.iterdir() if any(p.name.startswith(o) for o in old)]
+        doc = json.loads((dest / ".git" / "lazygit" / "catalog.json").read_text())
+        assert {p["name"] for p in doc["packs"]} == new
     finally:
         stop_daemon(dest / ".git")
