@@ -3,7 +3,10 @@
 Each batch adds one promisor pack.  Once there are more than ``lazygit.maxPromisorPacks``,
 the small ones are rewritten as one promisor pack (``git pack-objects`` piped into
 ``git index-pack --promisor``, so hashes are checked again) and the originals removed, the way
-``git repack`` replaces packs.  The largest pack (the clone's commits and trees) is left alone.
+``git repack`` replaces packs.  Which ones: as ``git repack --geometric=2`` chooses, the
+smallest packs up to the point above which every pack holds at least twice the objects of all
+smaller ones together.  The big packs (the clone's commits and trees, a checkout's blobs) are
+left alone, so a consolidation costs in proportion to what the small batches brought.
 """
 
 from __future__ import annotations
@@ -38,13 +41,33 @@ def consolidate_if_needed(repo: LocalRepo, max_packs: int) -> str | None:
     return consolidate(repo, packs)
 
 
+def geometric_prefix(counts: list[int], factor: int = 2) -> int:
+    """How many of the packs (object ``counts``, ascending) to merge: the smallest k >= 2
+    such that every pack from k on holds ``factor`` times the objects of all before it."""
+    k = 0
+    total = 0
+    for j, count in enumerate(counts):
+        if count < factor * total:
+            k = j + 1  # this pack is not big enough against the smaller ones: merge it too
+        total += count
+    return max(k, 2)
+
+
+def object_count(pack: Path) -> int:
+    """Objects in a pack, from its .idx's fanout table (v2, or v1)."""
+    with open(pack.with_suffix(".idx"), "rb") as f:
+        head = f.read(8 + 256 * 4)
+    start = 8 if head[:4] == b"\377tOc" else 0
+    return int.from_bytes(head[start + 255 * 4 : start + 256 * 4], "big")
+
+
 def consolidate(repo: LocalRepo, packs: list[Path]) -> str | None:
-    """Rewrite all but the largest of ``packs`` into one promisor pack."""
+    """Rewrite the small ones of ``packs`` (see `geometric_prefix`) into one promisor pack."""
     from dulwich.object_format import SHA1
     from dulwich.pack import load_pack_index
 
-    largest = max(packs, key=lambda p: p.stat().st_size)
-    victims = [p for p in packs if p != largest]
+    by_size = sorted(packs, key=object_count)
+    victims = by_size[: geometric_prefix([object_count(p) for p in by_size])]
     if len(victims) < 2:
         return None
     oids: dict[bytes, None] = {}

@@ -1,0 +1,53 @@
+"""Promisor pack consolidation: which packs are merged (geometric, as `git repack
+--geometric=2`), and the object counts read from real .idx files."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lazygit.maintenance import geometric_prefix, object_count
+
+
+def test_geometric_prefix_examples() -> None:
+    # A checkout's blob pack and the clone's commits and trees stay; the small batches merge.
+    assert geometric_prefix([5, 5, 5, 5, 100, 7000, 52000]) == 4
+    assert geometric_prefix([1, 1, 1, 1, 50000]) == 4
+    assert geometric_prefix([10, 20, 40, 80]) == 4  # 80 < 2 x 70: all of them
+    assert geometric_prefix([1, 2, 10, 100]) == 2  # already geometric: the two smallest
+    assert geometric_prefix([3, 3]) == 2
+
+
+@given(st.lists(st.integers(min_value=1, max_value=10**6), min_size=2, max_size=40))
+def test_geometric_prefix_property(counts: list[int]) -> None:
+    counts.sort()
+    k = geometric_prefix(counts)
+    assert 2 <= k <= len(counts)
+    # Every pack kept holds at least twice the objects of all smaller packs together ...
+    for j in range(k, len(counts)):
+        assert counts[j] >= 2 * sum(counts[:j])
+    # ... and k is the smallest such (at least 2).
+    if k > 2:
+        assert counts[k - 1] < 2 * sum(counts[: k - 1])
+
+
+def test_object_count_reads_v1_and_v2_idx(tmp_path: Path) -> None:
+    repo = tmp_path / "r"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    for i in range(7):
+        (repo / f"f{i}").write_text(f"{i}\n" * (i + 1))
+    subprocess.run(["git", "-C", str(repo), "add", "."], check=True)
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"],
+        check=True,
+    )
+    subprocess.run(["git", "-C", str(repo), "repack", "-adq"], check=True)
+    (pack,) = (repo / ".git" / "objects" / "pack").glob("pack-*.pack")
+    assert object_count(pack) == 9  # 7 blobs, a tree, a commit
+    v1 = tmp_path / "v1.pack"
+    v1.write_bytes(pack.read_bytes())
+    subprocess.run(["git", "index-pack", "--index-version=1", str(v1)], check=True, cwd=tmp_path)
+    assert object_count(v1) == 9
