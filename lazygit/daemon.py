@@ -24,7 +24,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from lazygit import __version__
 from lazygit.errors import DaemonError, LazyGitError
@@ -526,13 +526,7 @@ class Daemon:
 
     # -- logging ------------------------------------------------------------------------
     def log(self, line: str) -> None:
-        now = time.time()
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-        print(
-            f"{stamp}.{int(now * 1000) % 1000:03d} [{os.getpid()}] {line}",
-            file=sys.stderr,
-            flush=True,
-        )
+        _log(line)
 
     def log_exception(self) -> None:
         self.log("unexpected error:\n" + traceback.format_exc())
@@ -627,9 +621,22 @@ class _Server(socketserver.ThreadingUnixStreamServer):
     stopping = False
 
 
+def _log(line: str) -> None:
+    """One line in daemon.log (our stderr), with the time to the millisecond and our pid."""
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+    ms = int(now * 1000) % 1000
+    print(f"{stamp}.{ms:03d} [{os.getpid()}] {line}", file=sys.stderr, flush=True)
+
+
 def _idle_watch(server: _Server, daemon: Daemon) -> None:
     while not server.stopping:
         time.sleep(min(1.0, daemon.settings.daemonIdleSeconds / 4))
+        if not (daemon.git_dir / "objects").is_dir():
+            daemon.log(f"{daemon.git_dir} is gone (the repository moved or was deleted), exiting")
+            server.stopping = True
+            server.shutdown()
+            return
         idle = time.monotonic() - daemon.last_active
         if daemon.active == 0 and idle > daemon.settings.daemonIdleSeconds:
             daemon.log(f"idle for {idle:.0f} s, exiting")
@@ -653,6 +660,40 @@ def _refuse_waiting(server: _Server, error: str) -> None:
             conn.sendall(reply.encode() + b"\n")
 
 
+def _same_dir(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _take_over(state: Path, git_dir: Path, lock: IO[str]) -> bool:
+    """The lock is held.  By a daemon serving this repository under the path it had before
+    it was moved?  (The lock file moved with it.)  Then stop that daemon and take its place."""
+    try:
+        info = json.loads((state / "daemon.json").read_text())
+        old, sock_path = info["git_dir"], info["socket"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # a daemon starting (it has not published yet), or an older one
+    if not isinstance(old, str) or _same_dir(old, git_dir):
+        return False
+    _log(f"the daemon for {old} serves this repository, now at {git_dir}: stopping it")
+    with contextlib.suppress(OSError, TypeError), socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5.0)
+        s.connect(sock_path)
+        s.sendall(b'{"op": "stop"}\n')
+        s.recv(4096)
+    deadline = time.monotonic() + 40.0  # it lets a batch in flight finish (<= 30 s)
+    while time.monotonic() < deadline:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
 def serve(git_dir: Path) -> int:
     """Run the daemon for ``git_dir`` until idle; return 0 at once if one is running."""
     # git runs the helper that spawns us with GIT_DIR (often relative: ".git") and friends
@@ -666,7 +707,8 @@ def serve(git_dir: Path) -> int:
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        return 0  # another daemon runs (or is starting) for this repository
+        if not _take_over(state, git_dir, lock):
+            return 0  # another daemon runs (or is starting) for this repository
     # Listen and publish first, load after: a client that connects meanwhile waits in the
     # backlog instead of polling for the socket while the imports and indexes load.
     from lazygit.config import Settings
@@ -684,7 +726,14 @@ def serve(git_dir: Path) -> int:
     info = state / "daemon.json"
     tmp = state / f"daemon.json.{os.getpid()}"
     tmp.write_text(
-        json.dumps({"socket": str(path), "pid": os.getpid(), "timeout": settings.daemonTimeout})
+        json.dumps(
+            {
+                "socket": str(path),
+                "pid": os.getpid(),
+                "timeout": settings.daemonTimeout,
+                "git_dir": str(git_dir),
+            }
+        )
     )
     os.replace(tmp, info)
     try:

@@ -128,6 +128,14 @@ def _timeout(git_dir: str) -> float:
     return _TIMEOUTS[git_dir]
 
 
+def _same_dir(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
 def _connect(git_dir: str) -> _socket.socket | None:
     try:
         with open(os.path.join(git_dir, STATE_DIR, "daemon.json")) as f:
@@ -136,11 +144,17 @@ def _connect(git_dir: str) -> _socket.socket | None:
     except (OSError, ValueError):
         return None
     try:
+        served = info.get("git_dir")
+        if isinstance(served, str) and served != git_dir and not _same_dir(served, git_dir):
+            # The daemon serves this directory under another path (it was moved: a new
+            # daemon takes over), or another repository (it was copied, daemon.json too).
+            sock.close()
+            return None
         sock.connect(info["socket"])
         if isinstance(info.get("timeout"), (int, float)):
             _TIMEOUTS[git_dir] = float(info["timeout"])
         return sock
-    except (OSError, KeyError, TypeError):
+    except (OSError, KeyError, TypeError, AttributeError):
         sock.close()
         return None
 

@@ -53,7 +53,7 @@ def run_git(
             check=False,
         )
     except FileNotFoundError as exc:
-        raise GitCommandError("git is not installed or not on PATH") from exc
+        raise _not_found(exc, cwd) from exc
     if check and proc.returncode != 0:
         raise GitCommandError(f"git {args[0]} failed: {first_error_line(proc.stderr)}")
     return proc
@@ -83,7 +83,7 @@ def popen_git(
             stderr=subprocess.PIPE,
         )
     except FileNotFoundError as exc:
-        raise GitCommandError("git is not installed or not on PATH") from exc
+        raise _not_found(exc, cwd) from exc
 
 
 def first_error_line(stderr: bytes) -> str:
@@ -93,3 +93,10 @@ def first_error_line(stderr: bytes) -> str:
         if ln.startswith(("fatal:", "error:")):
             return ln
     return lines[-1] if lines else "no error message"
+
+
+def _not_found(exc: FileNotFoundError, cwd: str | os.PathLike[str] | None) -> GitCommandError:
+    """The one-line error for a git that could not start: no git, or no such directory."""
+    if cwd is not None and not os.path.isdir(cwd):
+        return GitCommandError(f"{os.fspath(cwd)} does not exist (moved or deleted?)")
+    return GitCommandError("git is not installed or not on PATH")

@@ -236,3 +236,58 @@ def test_a_config_change_while_the_daemon_loads_is_seen(lazy: Path):
         assert daemon.settings.offline
     finally:
         subprocess.run(["git", "-C", str(lazy), "config", "--unset", "lazygit.offline"])
+
+
+def _daemon_pids(git_dir: Path) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"lazygit.daemon {git_dir}$"], capture_output=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_a_copied_or_moved_clone_gets_its_own_daemon(small: Published, nginx, tmp_path: Path):
+    """`cp -a` copies daemon.json too: the copy must not send its fetches to the original's
+    daemon (they would land in the original's object store).  `mv` moves the daemon's lock
+    with the repository: the daemon serving the old path is stopped and a new one serves the
+    new path."""
+    orig = tmp_path / "orig"
+    subprocess.run(
+        ["lazygit", "clone", "-q", "--no-checkout", nginx.url(small.name), str(orig)], check=True
+    )
+    blobs = missing_blobs(orig, 3)
+    copy, moved = tmp_path / "copy", tmp_path / "moved"
+    try:
+        subprocess.run(["git", "-C", str(orig), "cat-file", "-p", blobs[0]], check=True,
+                       capture_output=True)  # fmt: skip
+        (old_pid,) = _daemon_pids(orig / ".git")
+        subprocess.run(["cp", "-a", str(orig), str(copy)], check=True)
+        subprocess.run(["git", "-C", str(copy), "cat-file", "-p", blobs[1]], check=True,
+                       capture_output=True)  # fmt: skip
+        got = subprocess.run(["git", "-C", str(orig), "cat-file", "-e", blobs[1]], env=NO_LAZY)
+        assert got.returncode != 0, "the copy's blob went into the original's object store"
+        assert len(_daemon_pids(copy / ".git")) == 1
+
+        orig.rename(moved)
+        proc = subprocess.run(
+            ["git", "-C", str(moved), "cat-file", "-p", blobs[2]], capture_output=True, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+        (new_pid,) = _daemon_pids(moved / ".git")
+        assert new_pid != old_pid
+        for _ in range(250):  # the old daemon was told to stop
+            if not _daemon_pids(orig / ".git"):
+                break
+            time.sleep(0.02)
+        assert not _daemon_pids(orig / ".git")
+        log = (moved / ".git" / "lazygit" / "daemon.log").read_text()
+        assert "serves this repository, now at" in log, log
+    finally:
+        for repo in (orig, copy, moved):
+            stop_daemon(repo / ".git")
+
+
+def test_a_missing_working_directory_is_named(tmp_path: Path) -> None:
+    from lazygit.errors import GitCommandError
+    from lazygit.gitcmd import run_git
+
+    gone = tmp_path / "gone"
+    with pytest.raises(GitCommandError, match="does not exist"):
+        run_git(["status"], cwd=gone)
