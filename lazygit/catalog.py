@@ -264,6 +264,47 @@ class Catalog:
         return {id(s.remote): s.remote for s in self.sources}.values()
 
 
+def promisor_url(git_dir: Path) -> str | None:
+    """The promisor remote's URL in git config, without ``lazy::`` (None if unset)."""
+    from lazygit.gitcmd import run_git
+
+    proc = run_git(
+        ["config", "--null", "--get-regexp", r"^(extensions\.partialclone|remote\..*\.url)$"],
+        env={"GIT_DIR": str(git_dir)},
+        check=False,
+    )
+    values: dict[str, str] = {}
+    for item in proc.stdout.split(b"\0"):
+        key, _, value = item.decode("utf-8", "replace").partition("\n")
+        values[key.lower()] = value
+    name = values.get("extensions.partialclone") or "origin"
+    url = values.get(f"remote.{name.lower()}.url")
+    if not url:
+        return None
+    return url[len("lazy::") :] if url.startswith("lazy::") else url
+
+
+def follow_remote_url(
+    catalog: Catalog, git_dir: Path, settings: Settings, connect: Callable[[str], DumbRemote]
+) -> Catalog | None:
+    """A catalog of the server at the promisor remote's URL in git config, when that is no
+    longer the URL ``catalog`` reads from (`git remote set-url`: the server moved, or a
+    mirror); None when it is the same.  Pack names are content checksums, so what is known
+    to be local carries over.  The new catalog is saved in ``catalog``'s cache directory."""
+    from lazygit.discovery import discover
+    from lazygit.remote import same_url
+
+    url = promisor_url(git_dir)
+    if url is None or same_url(url, catalog.sources[0].remote.display_url):
+        return None
+    snapshot = discover(connect(url), connect_alternate=connect)
+    new = Catalog(snapshot.sources, catalog.cache_dir)
+    new.meta_done = set(catalog.meta_done)
+    new.load_packs(settings)
+    new.save()
+    return new
+
+
 def _validator(info: FileInfo) -> dict[str, object]:
     return {"size": info.size, "etag": info.etag, "last_modified": info.last_modified}
 

@@ -202,6 +202,7 @@ class Daemon:
             settings = Settings.load(git_dir)
         self.settings = settings
         self._config_stamp = config_stamp
+        self._url_checked = False  # the remote URL may have changed while no daemon ran
         state = self.repo.state_dir
         if not (state / "catalog.json").exists():
             raise DaemonError(f"{git_dir} is not a lazygit clone (no {state / 'catalog.json'})")
@@ -238,9 +239,42 @@ class Daemon:
         from lazygit.config import Settings
 
         stamp = config_mtimes(self.git_dir)
-        if stamp != self._config_stamp:
+        changed = stamp != self._config_stamp
+        if changed:
             self._config_stamp = stamp
             self.settings = Settings.load(self.git_dir)
+        if (changed or not self._url_checked) and not self.settings.offline:
+            try:
+                self._follow_remote_url()
+            except BaseException:
+                self._config_stamp = ()  # look again at the next request
+                raise
+            self._url_checked = True
+
+    def _follow_remote_url(self) -> None:
+        """After `git remote set-url`: read the server at its new URL (a move, a mirror)."""
+        from lazygit.catalog import follow_remote_url, promisor_url
+        from lazygit.remote import DumbRemote, same_url
+
+        def connect(u: str) -> DumbRemote:
+            return DumbRemote(u, self.settings, git_dir=self.git_dir)
+
+        was = self.catalog.sources[0].remote.display_url
+        url = promisor_url(self.git_dir)
+        if url is None or same_url(url, was):
+            return  # (the usual case: no need to wait for a batch in flight)
+        with self.write_lock:  # no batch runs on the old catalog meanwhile
+            catalog = follow_remote_url(self.catalog, self.git_dir, self.settings, connect)
+            if catalog is None:
+                return
+            old, self.catalog = self.catalog, catalog
+            self.engine.catalog = catalog
+        for r in old.remotes():
+            r.close(wait=False)
+        self.log(
+            f"the remote URL is now {catalog.sources[0].remote.display_url} (was {was}): "
+            f"{len(catalog.packs)} packs there"
+        )
 
     def _load_history(self) -> None:
         from lazygit.prefetch import Predictor, load_or_build

@@ -42,7 +42,7 @@ PathMatcher = Callable[[str], bool]
 @contextmanager
 def open_engine(repo: LocalRepo, settings: Settings) -> Iterator[Any]:
     """The repository's fetch engine (catalog from the clone's cache, no network yet)."""
-    from lazygit.catalog import Catalog
+    from lazygit.catalog import Catalog, follow_remote_url
     from lazygit.fetch import FetchEngine
     from lazygit.remote import DumbRemote
 
@@ -50,9 +50,16 @@ def open_engine(repo: LocalRepo, settings: Settings) -> Iterator[Any]:
         raise LazyGitError(
             f"{repo.cwd} is not a lazygit clone", "run it inside a clone made by lazygit clone"
         )
-    catalog = Catalog.open(
-        repo.state_dir, lambda url: DumbRemote(url, settings, git_dir=repo.git_dir)
-    )
+
+    def connect(url: str) -> DumbRemote:
+        return DumbRemote(url, settings, git_dir=repo.git_dir)
+
+    catalog = Catalog.open(repo.state_dir, connect)
+    moved = follow_remote_url(catalog, repo.git_dir, settings, connect)  # git remote set-url
+    if moved is not None:
+        for remote in catalog.remotes():
+            remote.close()
+        catalog = moved
     try:
         yield FetchEngine(catalog, repo, settings)
     finally:

@@ -291,3 +291,58 @@ def test_a_missing_working_directory_is_named(tmp_path: Path) -> None:
     gone = tmp_path / "gone"
     with pytest.raises(GitCommandError, match="does not exist"):
         run_git(["status"], cwd=gone)
+
+
+def test_git_remote_set_url_is_followed(small: Published, nginx, server_root: Path, tmp_path):
+    """The server moves (or a mirror takes over): after `git remote set-url`, lazy fetches,
+    `git fetch` and `lazygit prefetch` read from the new URL, whether the daemon was running
+    when the URL changed or not.  Each old copy is deleted, so the old URL cannot serve."""
+    import shutil
+
+    names = [f"moving-{i}.git" for i in range(4)]
+    for name in names:
+        shutil.rmtree(server_root / name, ignore_errors=True)
+        shutil.copytree(small.info.path, server_root / name, symlinks=True)
+    dest = tmp_path / "lazy"
+    subprocess.run(
+        ["lazygit", "clone", "-q", "--no-checkout", nginx.url(names[0]), str(dest)], check=True
+    )
+    blobs = missing_blobs(dest, 3)
+
+    def git(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["git", "-C", str(dest), *args], capture_output=True, timeout=120)
+
+    def move_to(i: int) -> None:
+        assert git("remote", "set-url", "origin", "lazy::" + nginx.url(names[i])).returncode == 0
+        shutil.rmtree(server_root / names[i - 1])
+
+    try:
+        assert git("cat-file", "-p", blobs[0]).returncode == 0  # the daemon runs
+        move_to(1)  # while it runs
+        proc = git("cat-file", "-p", blobs[1])
+        assert proc.returncode == 0, proc.stderr
+        assert git("fetch", "-q", "origin").returncode == 0
+        stop_daemon(dest / ".git")
+        move_to(2)  # while none runs
+        proc = git("cat-file", "-p", blobs[2])
+        assert proc.returncode == 0, proc.stderr
+        log = (dest / ".git" / "lazygit" / "daemon.log").read_text()
+        assert log.count("the remote URL is now") == 2, log
+        stop_daemon(dest / ".git")
+        move_to(3)  # then lazygit prefetch, which reads without the daemon
+        nginx.clear_log()
+        proc = subprocess.run(
+            ["lazygit", "prefetch", "HEAD", "--", "docs"], cwd=dest, capture_output=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert any(names[3] in e.path for e in nginx.log_entries())
+        assert (
+            json.loads((dest / ".git" / "lazygit" / "catalog.json").read_text())["sources"][0][
+                "url"
+            ]
+            == nginx.url(names[3]) + "/"
+        )
+    finally:
+        stop_daemon(dest / ".git")
+        for name in names:
+            shutil.rmtree(server_root / name, ignore_errors=True)
