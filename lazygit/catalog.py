@@ -302,6 +302,7 @@ def follow_remote_url(
     new.meta_done = set(catalog.meta_done)
     new.load_packs(settings)
     new.save()
+    new._forget_files({h.name for h in catalog.packs} - {h.name for h in new.packs})
     return new
 
 
