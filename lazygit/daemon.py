@@ -725,6 +725,9 @@ def _take_over(state: Path, git_dir: Path, lock: IO[str]) -> bool:
             return True
         except OSError:
             time.sleep(0.05)
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            if _same_dir(json.loads((state / "daemon.json").read_text())["git_dir"], git_dir):
+                return False  # another new daemon took over first: it serves us
     return False
 
 
