@@ -229,7 +229,11 @@ class Catalog:
         re-check every pack's validator; drop the packs that vanished or changed, load the new
         and changed ones.  True if the catalog changed.  A server that ran ``git gc`` or
         ``git repack -a -d`` after the clone is followed this way."""
-        before = {(h.name, h.info.size, h.info.etag, h.info.last_modified) for h in self.packs}
+
+        def state() -> set[tuple[str, int, str | None, str | None]]:
+            return {(h.name, h.info.size, h.info.etag, h.info.last_modified) for h in self.packs}
+
+        before = state()
         self.rescan(settings)
         stale: list[PackHandle] = []
         for h in self.packs:
@@ -248,8 +252,7 @@ class Catalog:
             self._forget_files({h.name for h in stale})
             self.load_packs(settings)  # those still listed, with their new validators
         self.save()
-        after = {(h.name, h.info.size, h.info.etag, h.info.last_modified) for h in self.packs}
-        return after != before
+        return state() != before
 
     def _forget_files(self, names: Iterable[str]) -> None:
         """Remove the cached .idx, .rev, bitmap head and validator of packs no longer used."""
@@ -284,19 +287,25 @@ def promisor_url(git_dir: Path) -> str | None:
     return url[len("lazy::") :] if url.startswith("lazy::") else url
 
 
-def follow_remote_url(
-    catalog: Catalog, git_dir: Path, settings: Settings, connect: Callable[[str], DumbRemote]
-) -> Catalog | None:
-    """A catalog of the server at the promisor remote's URL in git config, when that is no
-    longer the URL ``catalog`` reads from (`git remote set-url`: the server moved, or a
-    mirror); None when it is the same.  Pack names are content checksums, so what is known
-    to be local carries over.  The new catalog is saved in ``catalog``'s cache directory."""
-    from lazygit.discovery import discover
+def moved_url(catalog: Catalog, git_dir: Path) -> str | None:
+    """The promisor remote's URL in git config when it is no longer the one ``catalog``
+    reads from (`git remote set-url`: the server moved, or a mirror); else None."""
     from lazygit.remote import same_url
 
     url = promisor_url(git_dir)
     if url is None or same_url(url, catalog.sources[0].remote.display_url):
         return None
+    return url
+
+
+def follow_remote_url(
+    catalog: Catalog, url: str, settings: Settings, connect: Callable[[str], DumbRemote]
+) -> Catalog:
+    """A catalog of the server at ``url`` (see `moved_url`) in place of ``catalog``.  Pack
+    names are content checksums, so what is known to be local carries over.  Saved in
+    ``catalog``'s cache directory, whose files for packs not at ``url`` are removed."""
+    from lazygit.discovery import discover
+
     snapshot = discover(connect(url), connect_alternate=connect)
     new = Catalog(snapshot.sources, catalog.cache_dir)
     new.meta_done = set(catalog.meta_done)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from lazygit import __version__
+from lazygit.daemonclient import same_dir
 from lazygit.errors import DaemonError, LazyGitError
 from lazygit.localrepo import LocalRepo
 
@@ -253,20 +254,18 @@ class Daemon:
 
     def _follow_remote_url(self) -> None:
         """After `git remote set-url`: read the server at its new URL (a move, a mirror)."""
-        from lazygit.catalog import follow_remote_url, promisor_url
-        from lazygit.remote import DumbRemote, same_url
+        from lazygit.catalog import follow_remote_url, moved_url
+        from lazygit.remote import DumbRemote
 
         def connect(u: str) -> DumbRemote:
             return DumbRemote(u, self.settings, git_dir=self.git_dir)
 
-        was = self.catalog.sources[0].remote.display_url
-        url = promisor_url(self.git_dir)
-        if url is None or same_url(url, was):
+        url = moved_url(self.catalog, self.git_dir)
+        if url is None:
             return  # (the usual case: no need to wait for a batch in flight)
+        was = self.catalog.sources[0].remote.display_url
         with self.write_lock:  # no batch runs on the old catalog meanwhile
-            catalog = follow_remote_url(self.catalog, self.git_dir, self.settings, connect)
-            if catalog is None:
-                return
+            catalog = follow_remote_url(self.catalog, url, self.settings, connect)
             old, self.catalog = self.catalog, catalog
             self.engine.catalog = catalog
         for r in old.remotes():
@@ -694,14 +693,6 @@ def _refuse_waiting(server: _Server, error: str) -> None:
             conn.sendall(reply.encode() + b"\n")
 
 
-def _same_dir(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    try:
-        sa, sb = os.stat(a), os.stat(b)
-    except OSError:
-        return False
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
-
-
 def _take_over(state: Path, git_dir: Path, lock: IO[str]) -> bool:
     """The lock is held.  By a daemon serving this repository under the path it had before
     it was moved?  (The lock file moved with it.)  Then stop that daemon and take its place."""
@@ -710,7 +701,7 @@ def _take_over(state: Path, git_dir: Path, lock: IO[str]) -> bool:
         old, sock_path = info["git_dir"], info["socket"]
     except (OSError, ValueError, KeyError, TypeError):
         return False  # a daemon starting (it has not published yet), or an older one
-    if not isinstance(old, str) or _same_dir(old, git_dir):
+    if not isinstance(old, str) or same_dir(old, git_dir):
         return False
     _log(f"the daemon for {old} serves this repository, now at {git_dir}: stopping it")
     with contextlib.suppress(OSError, TypeError), socket.socket(socket.AF_UNIX) as s:
@@ -726,7 +717,7 @@ def _take_over(state: Path, git_dir: Path, lock: IO[str]) -> bool:
         except OSError:
             time.sleep(0.05)
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            if _same_dir(json.loads((state / "daemon.json").read_text())["git_dir"], git_dir):
+            if same_dir(json.loads((state / "daemon.json").read_text())["git_dir"], git_dir):
                 return False  # another new daemon took over first: it serves us
     return False
 

@@ -128,7 +128,8 @@ def _timeout(git_dir: str) -> float:
     return _TIMEOUTS[git_dir]
 
 
-def _same_dir(a: str, b: str) -> bool:
+def same_dir(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name the same directory (device and inode)."""
     try:
         sa, sb = os.stat(a), os.stat(b)
     except OSError:
@@ -145,7 +146,7 @@ def _connect(git_dir: str) -> _socket.socket | None:
         return None
     try:
         served = info.get("git_dir")
-        if isinstance(served, str) and served != git_dir and not _same_dir(served, git_dir):
+        if isinstance(served, str) and served != git_dir and not same_dir(served, git_dir):
             # The daemon serves this directory under another path (it was moved: a new
             # daemon takes over), or another repository (it was copied, daemon.json too).
             sock.close()

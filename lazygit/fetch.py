@@ -122,6 +122,10 @@ WHOLE_ENTRY_BYTES = 256
 _Spooled = dict[tuple[str, int], tuple[int, int]]
 
 
+def _coalesce(extents: list[Extent], settings: Settings) -> list[Extent]:
+    return coalesce(extents, min_gap=settings.rangeGap, overhead=settings.rangeOverhead)
+
+
 def scan_types(
     h: PackHandle,
     catalog: Catalog,
@@ -145,7 +149,7 @@ def scan_types(
         wants.append(
             e if e.length <= WHOLE_ENTRY_BYTES else Extent(e.start, e.start + HEADER_BYTES)
         )
-    merged = coalesce(wants, min_gap=settings.rangeGap, overhead=settings.rangeOverhead)
+    merged = _coalesce(wants, settings)
     task = progress.task("pack headers", total=sum(e.length for e in merged))
     kinds: list[int | tuple[str, object]] = [0] * n
     pos = 0
@@ -228,10 +232,6 @@ class _MetaPlan:
     runs: list[tuple[int, int]] | None
     entries: list[Extent] | None
     merged: list[Extent]
-
-
-def _coalesce(extents: list[Extent], settings: Settings) -> list[Extent]:
-    return coalesce(extents, min_gap=settings.rangeGap, overhead=settings.rangeOverhead)
 
 
 def _cut_at_entries(extents: list[Extent], h: PackHandle, max_bytes: int) -> list[Extent]:
@@ -595,9 +595,7 @@ class FetchEngine:
                     reads = [
                         self._with_read_behind(pno, e, rounds, spooled, aside) for e in entries
                     ]
-                merged = coalesce(
-                    reads, min_gap=self.settings.rangeGap, overhead=self.settings.rangeOverhead
-                )
+                merged = _coalesce(reads, self.settings)
                 for ext, data in self.reader(h, merged, task.advance):
                     pos = ext.start
                     while pos < ext.end:

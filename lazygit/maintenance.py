@@ -66,8 +66,8 @@ def consolidate(repo: LocalRepo, packs: list[Path]) -> str | None:
     from dulwich.object_format import SHA1
     from dulwich.pack import load_pack_index
 
-    by_size = sorted(packs, key=object_count)
-    victims = by_size[: geometric_prefix([object_count(p) for p in by_size])]
+    counted = sorted((object_count(p), p) for p in packs)
+    victims = [p for _, p in counted[: geometric_prefix([n for n, _ in counted])]]
     if len(victims) < 2:
         return None
     oids: dict[bytes, None] = {}

@@ -42,7 +42,7 @@ PathMatcher = Callable[[str], bool]
 @contextmanager
 def open_engine(repo: LocalRepo, settings: Settings) -> Iterator[Any]:
     """The repository's fetch engine (catalog from the clone's cache, no network yet)."""
-    from lazygit.catalog import Catalog, follow_remote_url
+    from lazygit.catalog import Catalog, follow_remote_url, moved_url
     from lazygit.fetch import FetchEngine
     from lazygit.remote import DumbRemote
 
@@ -55,8 +55,9 @@ def open_engine(repo: LocalRepo, settings: Settings) -> Iterator[Any]:
         return DumbRemote(url, settings, git_dir=repo.git_dir)
 
     catalog = Catalog.open(repo.state_dir, connect)
-    moved = follow_remote_url(catalog, repo.git_dir, settings, connect)  # git remote set-url
-    if moved is not None:
+    url = moved_url(catalog, repo.git_dir)  # git remote set-url since the clone
+    if url is not None:
+        moved = follow_remote_url(catalog, url, settings, connect)
         for remote in catalog.remotes():
             remote.close()
         catalog = moved
