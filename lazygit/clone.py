@@ -186,12 +186,15 @@ def _clone(
     try:
         snapshot = discover(remote, connect_alternate=connect)
         branch, head_oid = _choose_head(snapshot, opts.branch)
+        # The marker before anything else in DIR (git init fills the .git it sits in): a
+        # clone killed at any later moment leaves a DIR the next run knows to redo.
+        state = dest / ".git" / STATE_DIR
+        state.mkdir(parents=True, exist_ok=True)
+        (state / INCOMPLETE_MARKER).touch()
         try:
             repo = LocalRepo.init(dest, initial_branch=branch)
         except GitCommandError as exc:
             raise DestinationError(f"cannot create a repository at {dest}: {exc.message}") from None
-        repo.state_dir.mkdir(exist_ok=True)
-        (repo.state_dir / INCOMPLETE_MARKER).touch()
         given = opts.url[len("lazy::") :] if opts.url.startswith("lazy::") else opts.url
         # git passes the remote URL to git-remote-lazy on its command line (visible in `ps`):
         # keep credentials out of it.  The daemon reads the URL from the catalog (mode 0600).
