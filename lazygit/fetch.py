@@ -10,6 +10,7 @@ one round, coalesced), spools the raw entries to disk, and writes them as one pa
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from bisect import bisect_left
 from collections import defaultdict
@@ -311,8 +312,10 @@ def fetch_metadata(
 
     Packs with a bitmap give their commit/tree/tag entries by byte range.  A small pack
     without one is read whole; a larger one gets a header scan first (with a warning naming
-    the server-side fix).  Everything goes into one promisor pack, streamed to index-pack;
-    the first pack with a bitmap is copied by whole runs of entries, not entry by entry.
+    the server-side fix).  The first pack with a bitmap is copied by whole runs of entries
+    into its own promisor pack, streamed to index-pack in the background from the start:
+    git hashes it while the other packs are scanned and the loose objects walked.  Those go
+    into a second pack, whose trailer waits for the first (its deltas may name bases there).
     """
     meter = _Meter(catalog)
     packs: list[str] = []
@@ -328,46 +331,117 @@ def fetch_metadata(
     task = progress.task("commits and trees", total=None)
     tmp_dir = repo.state_dir / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
+    count = 0
+    background: _Background | None = None
     with tempfile.TemporaryFile(dir=tmp_dir, prefix="spool-") as spool:
         kept: _Spooled = {}
-        for h in rest:
-            if h.pack.types is None:
-                if h.info.size > WARN_NO_BITMAP_BYTES:
-                    progress.log(
-                        f"warning: {h.name} on the server has no bitmap; scanning the "
-                        f"headers of its {len(h.pack)} objects (fix on the server: `git "
-                        "repack -a -d -b && git update-server-info`, or `lazygit prepare`)"
+        total = 0
+        try:
+            if first is not None:
+                runs = first.pack.metadata_runs()
+                merged = _coalesce(first.pack.extents_of_positions(runs), settings)
+                merged = _cut_at_entries(merged, first, int(settings.maxRangeBytes))
+                head = _MetaPlan(first, runs, None, merged)
+                head_count = sum(b - a for a, b in runs)
+                count += head_count
+                total = sum(e.length for e in merged)
+                task.update(total=total)
+                if head_count:
+                    background = _Background(
+                        lambda read: _write_meta(repo, [head], [], head_count, read, task),
+                        reader,
                     )
-                h.pack.types = scan_types(h, catalog, settings, spool, kept, progress, reader)
-        loose = walk_loose_metadata(
-            roots, catalog.is_packed, catalog.sources, workers=settings.connections
-        )
-        # A pushed pack can repeat objects (thin-pack bases): each is copied once.
-        earlier = [first] if first is not None else []
-        plans: list[_MetaPlan] = []
-        for h in rest:
-            entries = [
-                e
-                for p, e in h.pack.metadata_entries()
-                if not any(q.pack.offset_of(h.pack.oid_at_position(p)) is not None for q in earlier)
-            ]
-            earlier.append(h)
-            to_read = [e for e in entries if (h.name, e.start) not in kept]
-            plans.append(_MetaPlan(h, None, entries, _coalesce(to_read, settings)))
-        if first is not None:
-            runs = first.pack.metadata_runs()
-            merged = _coalesce(first.pack.extents_of_positions(runs), settings)
-            merged = _cut_at_entries(merged, first, int(settings.maxRangeBytes))
-            plans.insert(0, _MetaPlan(first, runs, None, merged))
-        count = len(loose) + sum(
-            len(p.entries) if p.entries is not None else sum(b - a for a, b in p.runs or ())
-            for p in plans
-        )
-        task.update(total=sum(e.length for p in plans for e in p.merged))
-        if count:
-            packs.append(_write_meta(repo, plans, loose, count, reader, task, kept, spool))
+            for h in rest:
+                if h.pack.types is None:
+                    if h.info.size > WARN_NO_BITMAP_BYTES:
+                        progress.log(
+                            f"warning: {h.name} on the server has no bitmap; scanning the "
+                            f"headers of its {len(h.pack)} objects (fix on the server: `git "
+                            "repack -a -d -b && git update-server-info`, or `lazygit prepare`)"
+                        )
+                    h.pack.types = scan_types(h, catalog, settings, spool, kept, progress, reader)
+            loose = walk_loose_metadata(
+                roots, catalog.is_packed, catalog.sources, workers=settings.connections
+            )
+            # A pushed pack can repeat objects (thin-pack bases): each is copied once.
+            earlier = [first] if first is not None else []
+            plans: list[_MetaPlan] = []
+            for h in rest:
+                entries = [
+                    e
+                    for p, e in h.pack.metadata_entries()
+                    if not any(
+                        q.pack.offset_of(h.pack.oid_at_position(p)) is not None for q in earlier
+                    )
+                ]
+                earlier.append(h)
+                to_read = [e for e in entries if (h.name, e.start) not in kept]
+                plans.append(_MetaPlan(h, None, entries, _coalesce(to_read, settings)))
+            tail_count = len(loose) + sum(len(p.entries or ()) for p in plans)
+            count += tail_count
+            task.update(total=total + sum(e.length for p in plans for e in p.merged))
+            if tail_count:
+                # Deltas here may name bases in the first pack: index-pack --fix-thin looks
+                # them up once it has the trailer, so the trailer waits for that pack.
+                wait = background.result if background is not None else None
+                tail = _write_meta(repo, plans, loose, tail_count, reader, task, kept, spool, wait)
+            if background is not None:
+                packs.append(background.result())
+            if tail_count:
+                packs.append(tail)
+        except BaseException:
+            if background is not None:
+                background.cancel()
+            raise
     task.done()
     return meter.stats(count + sum(len(h.pack) for h in whole), 1, packs)
+
+
+class _Cancelled(Exception):
+    """The other half of a clone's metadata fetch failed: this half stops."""
+
+
+class _Background:
+    """Runs ``job(reader)`` in a thread; ``cancel`` makes its reads stop, then waits for it.
+
+    Cancelling waits for the job to end, so that no index-pack is left writing into a
+    repository its caller is about to remove.
+    """
+
+    def __init__(self, job: Callable[[Reader], str], reader: Reader) -> None:
+        self._stop = threading.Event()
+        self._result: str = ""
+        self._error: BaseException | None = None
+
+        def read(
+            h: PackHandle,
+            extents: Sequence[Extent],
+            on_bytes: Callable[[int], None] | None,
+        ) -> Iterator[tuple[Extent, bytes]]:
+            for item in reader(h, extents, on_bytes):
+                if self._stop.is_set():
+                    raise _Cancelled
+                yield item
+
+        def run() -> None:
+            try:
+                self._result = job(read)
+            except BaseException as exc:  # handed to the caller by result()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="lazygit-meta", daemon=True)
+        self._thread.start()
+
+    def result(self) -> str:
+        """The job's return value, once it has ended; its exception if it raised one."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def cancel(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _write_meta(
@@ -377,10 +451,15 @@ def _write_meta(
     count: int,
     reader: Reader,
     task: Task,
-    kept: _Spooled,
-    spool: IO[bytes],
+    kept: _Spooled | None = None,
+    spool: IO[bytes] | None = None,
+    before_trailer: Callable[[], object] | None = None,
 ) -> str:
-    """One promisor pack of the planned entries and ``loose`` objects, through index-pack."""
+    """One promisor pack of the planned entries and ``loose`` objects, through index-pack.
+
+    ``before_trailer`` runs before the pack's last bytes are written: index-pack resolves
+    deltas only once it has the whole pack.
+    """
 
     # With several packs, a delta may name a base copied from another pack by id.
     def locate(oid: bytes) -> Iterator[tuple[str, int]]:
@@ -396,9 +475,12 @@ def _write_meta(
             if plan.runs is not None:
                 _write_runs(writer, plan, stream)
             else:
+                assert kept is not None and spool is not None
                 _write_entries(writer, plan, stream, kept, spool)
         for obj in loose:
             writer.add_object(obj.type_num, obj.content)
+        if before_trailer is not None:
+            before_trailer()
         writer.finish()
 
     return repo.index_pack(write, promisor=PROMISOR_MESSAGE)
