@@ -11,13 +11,15 @@ import typer
 from lazygit.errors import LazyGitError
 from lazygit.progress import human_size as _size
 
+# click already says "Did you mean ...?" for a mistyped command; typer would say it twice.
 app = typer.Typer(
     add_completion=False,
+    suggest_commands=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Cheap clones of huge git repositories from plain static HTTP hosting.",
 )
-hooks_app = typer.Typer(no_args_is_help=True, help="Install git hooks.")
+hooks_app = typer.Typer(no_args_is_help=True, suggest_commands=False, help="Install git hooks.")
 app.add_typer(hooks_app, name="hooks")
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
@@ -230,7 +232,9 @@ def status(
         typer.echo(line)
 
 
-sparse_app = typer.Typer(no_args_is_help=True, help="Cone-mode sparse checkout, hydrated first.")
+sparse_app = typer.Typer(
+    no_args_is_help=True, suggest_commands=False, help="Cone-mode sparse checkout, hydrated first."
+)
 app.add_typer(sparse_app, name="sparse")
 
 

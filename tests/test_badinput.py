@@ -128,6 +128,19 @@ def bitmap_pack(repo: Path) -> Path:
 
 
 @pytest.mark.parametrize(
+    ("args", "hint"),
+    [(["daemn"], "'demo'"), (["sparse", "sett"], "'set'")],
+    ids=["command", "subcommand"],
+)
+def test_mistyped_command_is_suggested_once(args: list[str], hint: str) -> None:
+    proc = subprocess.run(["lazygit", *args], capture_output=True, text=True, env=env(), timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("Did you mean") == 1, proc.stderr
+    assert f"Did you mean {hint}?" in proc.stderr
+
+
+@pytest.mark.parametrize(
     "url",
     ["ftp://127.0.0.1/x.git", "http:///x.git", "not a url", "http://127.0.0.1:99999/x.git"],
     ids=["ftp", "no-host", "garbage", "bad-port"],
