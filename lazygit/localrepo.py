@@ -12,10 +12,13 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
 from lazygit.errors import CorruptDataError, DestinationError, GitCommandError
 from lazygit.gitcmd import first_error_line, git_output, popen_git, run_git
+
+if TYPE_CHECKING:
+    from lazygit.packmeta import IdxFile
 
 #: Where lazygit keeps its own state inside the git directory.
 STATE_DIR = "lazygit"
@@ -190,21 +193,21 @@ class LocalObjects:
 
     def __init__(self, objects_dir: Path) -> None:
         self.objects_dir = objects_dir
-        self._indexes: dict[str, Any] = {}
+        self._indexes: dict[str, IdxFile] = {}
         self.refresh()
 
     def refresh(self) -> None:
         """Load indexes of packs that appeared since the last look; forget vanished ones."""
-        from dulwich.object_format import SHA1
-        from dulwich.pack import load_pack_index
+        from lazygit.packmeta import IdxFile
 
         pack_dir = self.objects_dir / "pack"
         names = {p.name for p in pack_dir.glob("pack-*.idx")} if pack_dir.is_dir() else set()
         # Build a new dict and swap it in: lookups in other threads see one or the other.
+        # A vanished pack's map is left to the garbage collector: a lookup may still use it.
         indexes = {n: i for n, i in self._indexes.items() if n in names}
         for name in sorted(names - set(indexes)):
             try:
-                indexes[name] = load_pack_index(str(pack_dir / name), SHA1)
+                indexes[name] = IdxFile(str(pack_dir / name))
             except (OSError, ValueError):
                 continue  # a pack being written or removed right now
         self._indexes = indexes
@@ -217,11 +220,8 @@ class LocalObjects:
 
     def __contains__(self, oid: bytes) -> bool:
         for idx in self._indexes.values():
-            try:
-                idx.object_offset(oid)
+            if oid in idx:
                 return True
-            except KeyError:
-                continue
         h = oid.hex()
         if h[:2] not in self._loose_dirs:
             # A directory made since the last refresh() is missed until the next: the

@@ -6,33 +6,31 @@ a .rev file would store) and, for each entry, its byte extent up to the next ent
 first four EWAH bitmaps of a .bitmap give each position's object type, so the commit and
 tree extents can be read by HTTP ranges.
 
-Object lookup by oid uses dulwich's index (binary search over the name table).  Bulk work
-(the offset table, the sort, EWAH decoding) is done here with ``array`` and run lists,
-because per-entry dulwich calls and per-bit EWAH sets are far too slow for 400k objects.
+Object lookup by oid (:func:`find_oid`) narrows by the fan-out table and scans the names
+sharing the first byte with ``bytes.find``, in C.  dulwich's index does a binary search that
+calls back into Python at every probe: 3.5 times slower per lookup, and a 5,000-file
+checkout batch makes about 20,000 lookups.  Bulk work (the offset table, the sort, EWAH
+decoding) is done here with ``array`` and run lists, because per-entry calls and per-bit EWAH
+sets are far too slow for 400k objects.  The tests check every lookup against dulwich's.
+
+Standard library only: the daemon and the local object store use it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import operator
 import struct
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
-
-from dulwich.pack import PackIndex, load_pack_index_file
+from typing import Protocol
 
 from lazygit.errors import CorruptDataError
 from lazygit.ranges import Extent
-
-try:  # dulwich >= 0.23 takes the object format explicitly
-    from dulwich.object_format import SHA1 as _SHA1
-except ImportError:  # pragma: no cover - older dulwich
-    _SHA1 = None
 
 OBJ_COMMIT, OBJ_TREE, OBJ_BLOB, OBJ_TAG = 1, 2, 3, 4
 
@@ -279,19 +277,66 @@ def _read_rev(
     return (order, sorted_offsets) if _increasing(sorted_offsets) else None
 
 
-def _load_dulwich_index(name: str, data: bytes) -> PackIndex:
-    """dulwich's index over in-memory bytes (its file object closed: nothing to leak)."""
-    f = io.BytesIO(data)
-    try:
-        if _SHA1 is not None:
-            idx = load_pack_index_file(f"{name}.idx", f, _SHA1)
-        else:  # pragma: no cover - older dulwich
-            idx = load_pack_index_file(f"{name}.idx", f)  # type: ignore[call-arg]
-    except (AssertionError, KeyError, struct.error, ValueError) as exc:
-        raise _corrupt(name, f"dulwich cannot read it ({exc})") from exc
-    finally:
-        f.close()
-    return idx
+class _Findable(Protocol):
+    def find(self, sub: bytes, start: int, end: int, /) -> int: ...
+
+
+def find_oid(
+    table: _Findable, fanout: Sequence[int], oid: bytes, start: int = 0, stride: int = 20
+) -> int | None:
+    """Index (in oid order) of ``oid`` in an idx name table, None if it is not there.
+
+    ``table`` is the idx (bytes or mmap) whose ``i``-th name starts at ``start + i * stride``
+    (v2: stride 20; v1: 24, each name after a 4-byte offset); ``fanout`` is its fan-out table.
+    A match that is not at a name boundary (the oid's bytes straddling two names) is skipped.
+    """
+    if len(oid) != 20:
+        return None
+    first = oid[0]
+    lo = fanout[first - 1] if first else 0
+    hi = fanout[first]
+    end = start + hi * stride - (stride - 20)
+    i = table.find(oid, start + lo * stride, end)
+    while i >= 0:
+        k, r = divmod(i - start, stride)
+        if not r:
+            return k
+        i = table.find(oid, i + 1, end)
+    return None
+
+
+class IdxFile:
+    """Membership in a local pack's .idx, read through mmap (git wrote it: not re-checked).
+
+    The object store of a big clone holds millions of names: they stay in the page cache,
+    not in Python objects.
+    """
+
+    def __init__(self, path: str) -> None:
+        import mmap
+
+        with open(path, "rb") as f:
+            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        head = self._map[:8]
+        if head[:4] == _IDX_V2_MAGIC:
+            fan_start, self._stride = 8, 20
+            self._start = fan_start + _FANOUT_LEN
+        else:  # v1: each name follows its 4-byte offset
+            fan_start, self._stride = 0, 24
+            self._start = fan_start + _FANOUT_LEN + 4
+        if len(self._map) < fan_start + _FANOUT_LEN + 40:
+            self._map.close()
+            raise ValueError(f"{path}: too short for a pack index")
+        self._fanout = _u32_array(self._map[fan_start : fan_start + _FANOUT_LEN], 0, 256)
+
+    def __contains__(self, oid: bytes) -> bool:
+        return find_oid(self._map, self._fanout, oid, self._start, self._stride) is not None
+
+    def __len__(self) -> int:
+        return self._fanout[255]
+
+    def close(self) -> None:
+        self._map.close()
 
 
 class ServerPack:
@@ -301,24 +346,25 @@ class ServerPack:
     size: int
     checksum: bytes
     types: PackTypes | None
-    idx: PackIndex
 
     def __init__(
         self,
         name: str,
         size: int,
         checksum: bytes,
-        idx: PackIndex,
+        fanout: array[int],
         names: bytes,
+        offsets: array[int],
         order: array[int],
         sorted_offsets: array[int],
     ) -> None:
         self.name = name
         self.size = size
         self.checksum = checksum
-        self.idx = idx
         self.types = None
+        self._fanout = fanout
         self._names = names  # the idx name table: n * 20 bytes, oid-sorted
+        self._offsets = offsets  # idx (oid-sorted) index -> offset
         self._order = order  # pack position -> idx (oid-sorted) index
         self._sorted = sorted_offsets  # pack position -> offset
         self._type_starts: list[int] | None = None
@@ -397,8 +443,7 @@ class ServerPack:
                 raise _corrupt(name, "an offset points into the pack header")
             if sorted_offsets[-1] >= size - 20:
                 raise _corrupt(name, f"an offset is outside the pack ({size} bytes)")
-        idx = _load_dulwich_index(name, data)
-        return cls(name, size, checksum, idx, names, order, sorted_offsets)
+        return cls(name, size, checksum, fanout, names, offsets, order, sorted_offsets)
 
     def __len__(self) -> int:
         return len(self._sorted)
@@ -418,10 +463,8 @@ class ServerPack:
 
     def offset_of(self, oid: bytes) -> int | None:
         """Offset of an object in the pack, None if the pack lacks it."""
-        try:
-            return int(self.idx.object_offset(oid))
-        except KeyError:
-            return None
+        i = find_oid(self._names, self._fanout, oid)
+        return None if i is None else self._offsets[i]
 
     def position_of_offset(self, offset: int) -> int:
         """Pack position (index in offset order) of the entry at `offset` (KeyError if none)."""
