@@ -664,6 +664,9 @@ class FetchEngine:
         }
         # Bases that sit before the delta that named them: their chain continues behind.
         self._behind: set[tuple[int, int]] = set()
+        # Each spooled delta's base oid, noted when its header is parsed on arrival: the
+        # writer's ordering needs it and need not read the entries again.
+        self._base_oids: dict[tuple[int, int], bytes] = {}
         rounds = 0
         task = progress.task("objects", total=None)
         while want:
@@ -767,9 +770,11 @@ class FetchEngine:
                 raise CorruptDataError(
                     f"{h.name}: delta at {offset} names a base at {base_off} where no object starts"
                 ) from None
+            self._base_oids[(pno, offset)] = base_oid
         elif header.type == REF_DELTA:
             assert header.base_oid is not None
             base_oid = header.base_oid
+            self._base_oids[(pno, offset)] = base_oid
             loc = self.catalog.locate(base_oid)
             if loc is None:
                 if base_oid in self.local:
@@ -802,7 +807,7 @@ class FetchEngine:
 
         def write(out: IO[bytes]) -> None:
             writer = PackWriter(out, count)
-            for pno, offset in self._base_first_order(spooled, read):
+            for pno, offset in self._base_first_order(spooled):
                 h = self.catalog.packs[pno]
                 writer.add_entry(
                     h.name, offset, read((pno, offset)), h.pack.oid_at, h.pack.oid_at(offset)
@@ -814,26 +819,16 @@ class FetchEngine:
         return self.repo.index_pack(write, promisor=PROMISOR_MESSAGE)
 
     def _base_first_order(
-        self,
-        spooled: dict[tuple[int, int], tuple[int, int]],
-        read: Callable[[tuple[int, int]], bytes],
+        self, spooled: dict[tuple[int, int], tuple[int, int]]
     ) -> list[tuple[int, int]]:
         """Pack order, except that a delta whose base is in this batch (possibly read from
         another server pack) comes after that base, so the writer can name it by offset."""
+        # An oid is read once per batch (``_queued``), so each maps to one spooled entry.
         key_of = {self.catalog.packs[p].pack.oid_at(o): (p, o) for p, o in spooled}
         waiting: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
-        for key in sorted(spooled):
-            header = parse_entry_header(read(key)[:HEADER_BYTES])
-            base: tuple[int, int] | None = None
-            if header.type == OFS_DELTA:
-                assert header.base_distance is not None
-                pack = self.catalog.packs[key[0]].pack
-                base_key = (key[0], key[1] - header.base_distance)
-                base = base_key if base_key in spooled else key_of.get(pack.oid_at(base_key[1]))
-            elif header.type == REF_DELTA:
-                assert header.base_oid is not None
-                base = key_of.get(header.base_oid)
-            if base is not None and base > key:
+        for key, base_oid in self._base_oids.items():
+            base = key_of.get(base_oid)
+            if base is not None and base > key and key in spooled:
                 waiting[base].append(key)  # its base comes later in pack order
         order: list[tuple[int, int]] = []
         deferred = {k for ks in waiting.values() for k in ks}
