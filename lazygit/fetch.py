@@ -826,7 +826,7 @@ class FetchEngine:
         # An oid is read once per batch (``_queued``), so each maps to one spooled entry.
         key_of = {self.catalog.packs[p].pack.oid_at(o): (p, o) for p, o in spooled}
         waiting: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
-        for key, base_oid in self._base_oids.items():
+        for key, base_oid in sorted(self._base_oids.items()):
             base = key_of.get(base_oid)
             if base is not None and base > key and key in spooled:
                 waiting[base].append(key)  # its base comes later in pack order

@@ -279,10 +279,22 @@ def _read_rev(
 
 class _Findable(Protocol):
     def find(self, sub: bytes, start: int, end: int, /) -> int: ...
+    def __getitem__(self, key: slice, /) -> bytes: ...
+
+
+#: A fan-out bucket up to this many names is scanned by ``find``; a bigger one (a pack of
+#: millions of objects) is first halved by binary search down to this size.
+_SCAN_NAMES = 512
 
 
 def find_oid(
-    table: _Findable, fanout: Sequence[int], oid: bytes, start: int = 0, stride: int = 20
+    table: _Findable,
+    fanout: Sequence[int],
+    oid: bytes,
+    start: int = 0,
+    stride: int = 20,
+    *,
+    scan: int = _SCAN_NAMES,
 ) -> int | None:
     """Index (in oid order) of ``oid`` in an idx name table, None if it is not there.
 
@@ -295,6 +307,16 @@ def find_oid(
     first = oid[0]
     lo = fanout[first - 1] if first else 0
     hi = fanout[first]
+    while hi - lo > scan:
+        mid = (lo + hi) // 2
+        at = start + mid * stride
+        name = table[at : at + 20]
+        if name < oid:
+            lo = mid + 1
+        elif name > oid:
+            hi = mid
+        else:
+            return mid
     end = start + hi * stride - (stride - 20)
     i = table.find(oid, start + lo * stride, end)
     while i >= 0:
