@@ -74,15 +74,16 @@ class Catalog:
         remote = source.remote
         info = remote.stat(source.path(f"pack/{name}.pack"))
         cached = self._cached(name, info)
-        rev = None
+        rev = positions = None
         if cached is not None:  # an interrupted clone read these already
             idx_data, head = cached
             rev = _read_optional(self._packs_dir / f"{name}.rev")
+            positions = _read_optional(self._packs_dir / f"{name}.pos")
         else:
             idx_data = remote.get_bytes(source.path(f"pack/{name}.idx"))
             assert idx_data is not None
             head = None
-        pack = ServerPack.from_idx(name, idx_data, info.size, rev)
+        pack = ServerPack.from_idx(name, idx_data, info.size, rev, positions)
         if cached is None:
             head = self._read_bitmap_head(source, name)
         if head is not None:
@@ -94,6 +95,9 @@ class Catalog:
             if rev != rev_bytes:
                 # The reverse index spares every daemon start sorting the idx's offsets.
                 _write_atomic(packs_dir / f"{name}.rev", rev_bytes)
+            positions_bytes = pack.positions_bytes()
+            if positions != positions_bytes:
+                _write_atomic(packs_dir / f"{name}.pos", positions_bytes)
             if cached is None:
                 _write_atomic(packs_dir / f"{name}.idx", idx_data)
                 if head is not None:
@@ -185,7 +189,8 @@ class Catalog:
             name = p["name"]
             idx = (cache_dir / "packs" / f"{name}.idx").read_bytes()
             rev = _read_optional(cache_dir / "packs" / f"{name}.rev")
-            pack = ServerPack.from_idx(name, idx, p["size"], rev)
+            positions = _read_optional(cache_dir / "packs" / f"{name}.pos")
+            pack = ServerPack.from_idx(name, idx, p["size"], rev, positions)
             head_path = cache_dir / "packs" / f"{name}.bitmap-head"
             if head_path.exists():
                 pack.types = parse_bitmap_types(
@@ -255,11 +260,12 @@ class Catalog:
         return state() != before
 
     def _forget_files(self, names: Iterable[str]) -> None:
-        """Remove the cached .idx, .rev, bitmap head and validator of packs no longer used."""
+        """Remove the cached .idx, .rev, .pos, bitmap head and validator of packs no longer
+        used."""
         if self.cache_dir is None:
             return
         for name in names:
-            for suffix in (".json", ".idx", ".rev", ".bitmap-head"):
+            for suffix in (".json", ".idx", ".rev", ".pos", ".bitmap-head"):
                 with contextlib.suppress(OSError):
                     (self._packs_dir / f"{name}{suffix}").unlink()
 

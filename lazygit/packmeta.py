@@ -257,10 +257,8 @@ def _increasing(values: array[int]) -> bool:
     return all(map(operator.lt, values, islice(values, 1, None)))
 
 
-def _read_rev(
-    rev: bytes, n: int, pack_checksum: bytes, offsets: array[int]
-) -> tuple[array[int], array[int]] | None:
-    """(order, sorted offsets) from a cached .rev, or None when it does not fit the idx."""
+def _rev_order(rev: bytes, n: int, pack_checksum: bytes) -> array[int] | None:
+    """The pack order of a cached .rev, or None when it does not fit the idx."""
     if (
         len(rev) != 12 + 4 * n + 40
         or rev[:12] != _REV_HEADER
@@ -268,7 +266,51 @@ def _read_rev(
         or hashlib.sha1(rev[:-20]).digest() != rev[-20:]
     ):
         return None
-    order = _u32_array(rev, 12, n)
+    return _u32_array(rev, 12, n)
+
+
+#: lazygit's cache of a pack's offsets in pack order: magic, version, item width (4 or 8),
+#: object count, pack checksum, the offsets (big-endian), SHA-1 of all that.
+_POS_MAGIC = b"LZPO"
+
+
+def _read_positions(blob: bytes, n: int, pack_checksum: bytes) -> array[int] | None:
+    """Offsets in pack order from a cached positions file, None when it does not fit."""
+    head = 4 + 12 + 20
+    if len(blob) < head + 20 or blob[:4] != _POS_MAGIC:
+        return None
+    version, width, count = struct.unpack_from(">III", blob, 4)
+    if (
+        version != 1
+        or width not in (4, 8)
+        or count != n
+        or len(blob) != head + width * n + 20
+        or blob[16:36] != pack_checksum
+        or hashlib.sha1(blob[:-20]).digest() != blob[-20:]
+    ):
+        return None
+    return _u32_array(blob, head, n) if width == 4 else _u64_array(blob, head, n)
+
+
+def _read_rev(
+    rev: bytes,
+    n: int,
+    pack_checksum: bytes,
+    offsets: array[int],
+    positions: bytes | None = None,
+) -> tuple[array[int], array[int]] | None:
+    """(order, sorted offsets) from a cached .rev, or None when it does not fit the idx.
+
+    With the cached ``positions`` too (checked by their own SHA-1, written with the .rev),
+    nothing is computed per object: mapping the order through the offsets costs ~0.25 s
+    per million objects, at every daemon start.
+    """
+    order = _rev_order(rev, n, pack_checksum)
+    if order is None:
+        return None
+    cached = _read_positions(positions, n, pack_checksum) if positions is not None else None
+    if cached is not None:
+        return order, cached
     try:
         sorted_offsets = array("Q", map(offsets.__getitem__, order))
     except IndexError:
@@ -395,14 +437,21 @@ class ServerPack:
 
     @classmethod
     def from_idx(
-        cls, name: str, idx_data: bytes | memoryview, size: int, rev: bytes | None = None
+        cls,
+        name: str,
+        idx_data: bytes | memoryview,
+        size: int,
+        rev: bytes | None = None,
+        positions: bytes | None = None,
     ) -> ServerPack:
         """Parse and validate an .idx (v2, or v1) for a pack of `size` bytes.
 
-        ``rev`` is the pack's reverse index (git's .rev format, see `rev_bytes`), as cached at
-        clone time: it spares sorting the offsets (~20 ms per 50,000 objects at every daemon
-        start).  One that does not fit this idx is ignored.  CorruptDataError if the idx is
-        malformed or an offset is outside the pack.
+        ``rev`` is the pack's reverse index (git's .rev format, see `rev_bytes`) and
+        ``positions`` its offsets in pack order (see `positions_bytes`), as cached at clone
+        time: they spare sorting the offsets (1 s per million objects) and mapping them
+        through the order (0.25 s per million) at every daemon start.  Ones that do not fit
+        this idx are ignored.  CorruptDataError if the idx is malformed or an offset is outside
+        the pack.
         """
         data = bytes(idx_data)
         if len(data) < _FANOUT_LEN + 40:
@@ -434,7 +483,9 @@ class ServerPack:
                 raise _corrupt(name, "file size does not match its object count")
             n_large = rest // 8
             offsets = _u32_array(data, off_start, n)
-            if n_large or (n and max(offsets) & 0x80000000):
+            # An offset with its top bit set names a 64-bit one: look at the first byte of
+            # each big-endian entry (a C-level scan; max() over the array costs 40 ns each).
+            if n_large or (n and max(data[off_start : off_start + 4 * n : 4]) & 0x80):
                 large = _u64_array(data, large_start, n_large)
                 big = array("Q", offsets)
                 for i, v in enumerate(offsets):
@@ -452,7 +503,7 @@ class ServerPack:
             offsets = array("Q", (v for (v,) in struct.iter_unpack(">I20x", recs)))
             names = b"".join(recs[i + 4 : i + 24] for i in range(0, 24 * n, 24))
         checksum = data[-40:-20]
-        got = _read_rev(rev, n, checksum, offsets) if rev is not None else None
+        got = _read_rev(rev, n, checksum, offsets, positions) if rev is not None else None
         if got is None:
             order = array("I", sorted(range(n), key=offsets.__getitem__))
             sorted_offsets = array("Q", map(offsets.__getitem__, order))
@@ -482,6 +533,19 @@ class ServerPack:
             table = order.tobytes()
         body = _REV_HEADER + table + self.checksum
         return body + hashlib.sha1(body).digest()
+
+    def positions_bytes(self) -> bytes:
+        """The offsets in pack order, as cached beside the .rev (see `from_idx`)."""
+        width = 4 if not self._sorted or self._sorted[-1] < 1 << 32 else 8
+        table = array("I" if width == 4 else "Q", self._sorted)
+        if table.itemsize != width:  # pragma: no cover - exotic platforms
+            body = struct.pack(f">{len(table)}{'I' if width == 4 else 'Q'}", *table)
+        else:
+            if sys.byteorder == "little":
+                table.byteswap()
+            body = table.tobytes()
+        blob = _POS_MAGIC + struct.pack(">III", 1, width, len(self._sorted)) + self.checksum + body
+        return blob + hashlib.sha1(blob).digest()
 
     def offset_of(self, oid: bytes) -> int | None:
         """Offset of an object in the pack, None if the pack lacks it."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import Published
 
+from lazygit.packmeta import ServerPack
 from lazygit.sample import TINY, make_server_repo
 
 LAZYGIT = "lazygit"
@@ -84,13 +85,17 @@ def test_large_no_checkout_clone_reads_only_metadata(large: Published, nginx, tm
     # No blob of HEAD was read: the clone has none of them (lazy fetching is off here).
     missing = git(dest, "rev-list", "--objects", "--missing=print", "HEAD")
     assert sum(1 for ln in missing.splitlines() if ln.startswith("?")) > 1000
-    # Every server pack's .idx is cached with its reverse index, as git writes .rev files.
+    # Every server pack's .idx is cached with its reverse index, as git writes .rev files,
+    # and its offsets in pack order (.pos), so that a daemon start computes nothing per object.
     cached = dest / ".git" / "lazygit" / "packs"
     for idx in (large.info.path / "objects" / "pack").glob("pack-*.idx"):
         rev = cached / idx.with_suffix(".rev").name
         git(tmp_path, "index-pack", "--rev-index", "-o", str(tmp_path / "r.idx"),
             str(idx.with_suffix(".pack")))  # fmt: skip
         assert rev.read_bytes() == (tmp_path / "r.rev").read_bytes()
+        size = idx.with_suffix(".pack").stat().st_size
+        plain = ServerPack.from_idx(idx.stem, idx.read_bytes(), size)
+        assert (cached / idx.with_suffix(".pos").name).read_bytes() == plain.positions_bytes()
 
 
 @pytest.mark.slow

@@ -272,6 +272,34 @@ def test_reverse_index_is_gits_and_checked(gc_pack: RealPack, tmp_path: Path) ->
         check_against_git(sp, gc_pack, gc_pack.idx)
 
 
+def test_cached_positions_are_used_only_when_they_fit(gc_pack: RealPack) -> None:
+    """positions_bytes() with the .rev gives the same pack view with nothing sorted or
+    mapped; positions of another pack, count, width or with a bad checksum are ignored (the
+    offsets are then mapped through the .rev again)."""
+    data = gc_pack.idx.read_bytes()
+    size = gc_pack.pack.stat().st_size
+    plain = ServerPack.from_idx(gc_pack.name, data, size)
+    rev, pos = plain.rev_bytes(), plain.positions_bytes()
+    assert pos[:4] == b"LZPO" and struct.unpack_from(">III", pos, 4)[1:] == (4, len(plain))
+    fast = ServerPack.from_idx(gc_pack.name, data, size, rev, pos)
+    check_against_git(fast, gc_pack, gc_pack.idx)
+    assert fast.positions_bytes() == pos
+    other_pack, wrong_count, wrong_width = (bytearray(pos) for _ in range(3))
+    other_pack[16] ^= 1
+    wrong_count[12:16] = struct.pack(">I", len(plain) + 1)
+    wrong_width[8:12] = struct.pack(">I", 8)
+    for broken in (
+        reseal(other_pack),
+        reseal(wrong_count),
+        reseal(wrong_width),
+        pos[:-1] + bytes([pos[-1] ^ 1]),
+        pos[:30],
+        b"",
+    ):
+        sp = ServerPack.from_idx(gc_pack.name, data, size, rev, broken)
+        check_against_git(sp, gc_pack, gc_pack.idx)
+
+
 def reseal(data: bytearray) -> bytes:
     """Recompute an idx's own trailing checksum after tampering with it."""
     data[-20:] = hashlib.sha1(bytes(data[:-20])).digest()
