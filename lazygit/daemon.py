@@ -303,7 +303,10 @@ class Daemon:
 
         try:
             index = load_or_build(
-                self.git_dir, self.repo.state_dir / "history.idx", before_build=_after_batches
+                self.git_dir,
+                self.repo.state_dir / "history.idx",
+                before_build=_after_batches,
+                max_changes=self.settings.historyChanges,
             )
         except Exception:  # prefetch is an optimisation: never take the daemon down
             self.log_exception()
@@ -317,7 +320,11 @@ class Daemon:
         )
         self._history_checked = time.monotonic()
         self.history_ready.set()
-        self.log(f"history index: {len(index.commits)} commits, {len(index.paths)} paths")
+        older = " (lazygit.historyChanges reached: older history is not predicted)"
+        self.log(
+            f"history index: {len(index.commits)} commits, {len(index.paths)} paths"
+            + (older if index.truncated else "")
+        )
 
     def _await_history(self, timeout: float) -> None:
         """Wait (bounded) for the history index; a build deferred for batches starts now."""
@@ -335,7 +342,8 @@ class Daemon:
             return
         try:
             self._history_checked = now
-            if self.history is not None and index_key(self.git_dir) != self.history.key:
+            key = index_key(self.git_dir, self.settings.historyChanges)
+            if self.history is not None and key != self.history.key:
                 self.history_ready.clear()
                 threading.Thread(target=self._load_history, name="history", daemon=True).start()
         finally:

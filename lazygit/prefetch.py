@@ -30,14 +30,15 @@ import marshal
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from lazygit.gitcmd import popen_git, run_git
 
 #: Cached index format; bump when the layout changes.
-INDEX_VERSION = 3
+INDEX_VERSION = 4
 #: Requests further apart than this do not form one pattern.
 PATTERN_SECONDS = 10.0
 #: Ref trees examined when guessing the tree a run of single-blob requests comes from.
@@ -68,6 +69,17 @@ _GIT_VALUE_OPTIONS = frozenset({"-c", "-C", "--git-dir", "--work-tree", "--names
 # The history index.
 
 
+def _tokens(stream: IO[bytes], chunk: int = 1 << 16) -> Iterator[bytes]:
+    """The NUL-separated fields of git's ``-z`` output, read a chunk at a time."""
+    rest = b""
+    while data := stream.read(chunk):
+        parts = (rest + data).split(b"\0")
+        rest = parts.pop()
+        yield from parts
+    if rest:
+        yield rest
+
+
 class HistoryIndex:
     """Blob -> (commit, path), path -> versions, commit -> changes, from local history."""
 
@@ -83,11 +95,15 @@ class HistoryIndex:
         self.sites: dict[bytes, list[tuple[int, int]]] = {}  # oid -> [(commit, path id)]
         self.versions: dict[int, list[tuple[int, bytes]]] = {}  # path -> [(commit, new oid)]
         self.key = ""
+        #: True when ``max_changes`` stopped the build: older history is not in the index.
+        self.truncated = False
 
     # -- building -----------------------------------------------------------------------
     @classmethod
-    def build(cls, git_dir: Path, key: str = "") -> HistoryIndex:
-        """Read every commit's changes (``git log --all --raw -m --root``); never fetches."""
+    def build(cls, git_dir: Path, key: str = "", max_changes: int | None = None) -> HistoryIndex:
+        """Read the commits' changes (``git log --all --raw -m --root``), newest first, as
+        they stream in, up to ``max_changes`` file changes (then git is stopped: a huge
+        history would take minutes and gigabytes); never fetches."""
         index = cls()
         index.key = key
         proc = popen_git(
@@ -97,23 +113,22 @@ class HistoryIndex:
             stdin=None,
         )  # fmt: skip
         assert proc.stdout is not None
-        data = proc.stdout.read()
-        proc.stdout.close()
-        proc.wait()
-        if proc.returncode != 0:
-            return index  # an empty repository: nothing to predict
-        index._parse(data)
+        try:
+            index._parse(_tokens(proc.stdout), max_changes)
+        finally:
+            if index.truncated:
+                proc.kill()
+            proc.stdout.close()
+            proc.wait()
+        if proc.returncode != 0 and not index.truncated:
+            return cls()  # an empty repository: nothing to predict
         return index
 
-    def _parse(self, data: bytes) -> None:
-        tokens = data.split(b"\0")
+    def _parse(self, tokens: Iterator[bytes], max_changes: int | None = None) -> None:
         parents_hex: list[list[str]] = []
         cur = -1
-        i = 0
-        n = len(tokens)
-        while i < n:
-            tok = tokens[i]
-            i += 1
+        changes = 0
+        for tok in tokens:
             if tok.startswith(b"\n"):
                 tok = tok[1:]
             if not tok:
@@ -124,6 +139,9 @@ class HistoryIndex:
                 if h in self.pos:
                     cur = self.pos[h]  # -m: the same merge against its next parent
                     continue
+                if max_changes is not None and changes >= max_changes:
+                    self.truncated = True
+                    break
                 cur = len(self.commits)
                 self.pos[h] = cur
                 self.commits.append(h)
@@ -132,10 +150,12 @@ class HistoryIndex:
                 self.merge.append(len(words) > 3)
                 self.changes.append([])
                 continue
-            if tok[:1] == b":" and i < n and cur >= 0:
+            if tok[:1] == b":" and cur >= 0:
+                raw_path = next(tokens, None)
+                if raw_path is None:
+                    break
                 meta = tok[1:].split()
-                path = tokens[i].decode("utf-8", "surrogateescape")
-                i += 1
+                path = raw_path.decode("utf-8", "surrogateescape")
                 if len(meta) < 5 or meta[0][:3] == b"160" or meta[1][:3] == b"160":
                     continue  # submodules are commits, not blobs
                 if meta[0][:2] == b"04" or meta[1][:2] == b"04":
@@ -147,6 +167,7 @@ class HistoryIndex:
                     pid = self.path_id[path] = len(self.paths)
                     self.paths.append(path)
                 self._add(cur, pid, old, new)
+                changes += 1
         self.parents = [[self.pos[p] for p in ps if p in self.pos] for ps in parents_hex]
 
     def _add(self, c: int, pid: int, old: bytes | None, new: bytes | None) -> None:
@@ -165,7 +186,7 @@ class HistoryIndex:
     def save(self, path: Path) -> None:
         blob = marshal.dumps(
             (INDEX_VERSION, self.key, self.commits, self.dates, self.parents, self.merge,
-             self.changes, self.paths, self.sites, self.versions)
+             self.changes, self.paths, self.sites, self.versions, self.truncated)
         )  # fmt: skip
         tmp = path.with_name(f"{path.name}.{os.getpid()}")
         tmp.write_bytes(blob)
@@ -182,7 +203,7 @@ class HistoryIndex:
         index = cls()
         index.key = key
         (_, _, index.commits, index.dates, index.parents, index.merge, index.changes,
-         index.paths, index.sites, index.versions) = data  # fmt: skip
+         index.paths, index.sites, index.versions, index.truncated) = data  # fmt: skip
         index.pos = {h: i for i, h in enumerate(index.commits)}
         index.path_id = {p: i for i, p in enumerate(index.paths)}
         return index
@@ -222,8 +243,9 @@ class HistoryIndex:
         return None
 
 
-def index_key(git_dir: Path) -> str:
-    """A digest of every ref and HEAD: the index is rebuilt when history changes."""
+def index_key(git_dir: Path, max_changes: int | None = None) -> str:
+    """A digest of every ref, HEAD and the size limit: the index is rebuilt when history
+    (or the limit) changes."""
     proc = run_git(
         ["for-each-ref", "--format=%(objectname) %(refname)"],
         env={"GIT_DIR": str(git_dir)},
@@ -232,25 +254,29 @@ def index_key(git_dir: Path) -> str:
     head = run_git(
         ["rev-parse", "--verify", "-q", "HEAD"], env={"GIT_DIR": str(git_dir)}, check=False
     )
-    return hashlib.sha1(proc.stdout + b"\n" + head.stdout).hexdigest()
+    return hashlib.sha1(proc.stdout + b"\n" + head.stdout + f"\n{max_changes}".encode()).hexdigest()
 
 
 def load_or_build(
-    git_dir: Path, cache: Path | None, before_build: Callable[[], None] | None = None
+    git_dir: Path,
+    cache: Path | None,
+    before_build: Callable[[], None] | None = None,
+    max_changes: int | None = None,
 ) -> HistoryIndex:
-    """The cached index when the refs are unchanged, else a fresh one (then cached).
+    """The cached index when the refs (and ``max_changes``) are unchanged, else a fresh one
+    (then cached).
 
     ``before_build`` runs first when the index must be built (the daemon waits there until
     no batch is running: a build competes with it for both cores).
     """
-    key = index_key(git_dir)
+    key = index_key(git_dir, max_changes)
     if cache is not None:
         index = HistoryIndex.load(cache, key)
         if index is not None:
             return index
     if before_build is not None:
         before_build()
-    index = HistoryIndex.build(git_dir, key)
+    index = HistoryIndex.build(git_dir, key, max_changes)
     if cache is not None:
         with contextlib.suppress(OSError):
             index.save(cache)

@@ -160,6 +160,26 @@ def test_index_knows_versions_and_diffs(index: HistoryIndex, large: Published) -
     assert {o.hex() for o in index.changed(c)} == blobs - {"0" * 40}
 
 
+def test_index_of_a_huge_history_stops_at_its_limit(index: HistoryIndex, large: Published) -> None:
+    """With ``max_changes`` the index holds the newest commits whole, in the same order and
+    with the same changes as the full index, stops git, and says it is truncated; the
+    streaming parse reads the same index as one read of git's whole output would."""
+    assert not index.truncated
+    total = sum(map(len, index.changes))
+    limit = total // 3
+    small = HistoryIndex.build(large.full / ".git", max_changes=limit)
+    assert small.truncated
+    n = len(small.commits)
+    assert 0 < n < len(index.commits)
+    assert small.commits == index.commits[:n]
+    assert small.changes == index.changes[:n]
+    assert limit <= sum(map(len, small.changes)) < limit + max(map(len, index.changes)) + 1
+    assert all(p < n for ps in small.parents for p in ps)
+    whole = HistoryIndex.build(large.full / ".git", max_changes=total + 1)
+    assert not whole.truncated and whole.changes == index.changes
+    assert whole.sites == index.sites and whole.versions == index.versions
+
+
 def test_blame_pattern_needs_two_requests(index: HistoryIndex, large: Published) -> None:
     p = predictor(large, index, set())
     versions = list(dict.fromkeys(v for _, v in index.versions[index.path_id[HOT]]))
