@@ -121,7 +121,9 @@ class HistoryIndex:
             proc.stdout.close()
             proc.wait()
         if proc.returncode != 0 and not index.truncated:
-            return cls()  # an empty repository: nothing to predict
+            empty = cls()  # an empty repository: nothing to predict
+            empty.key = key
+            return empty
         return index
 
     def _parse(self, tokens: Iterator[bytes], max_changes: int | None = None) -> None:

@@ -180,6 +180,13 @@ def test_index_of_a_huge_history_stops_at_its_limit(index: HistoryIndex, large: 
     assert whole.sites == index.sites and whole.versions == index.versions
 
 
+def test_index_of_an_empty_repository_keeps_its_key(tmp_path: Path) -> None:
+    """No history yet: an empty index, under its key (so it is not rebuilt at every look)."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    empty = HistoryIndex.build(tmp_path / ".git", "the-key", max_changes=10)
+    assert empty.key == "the-key" and not empty.commits and not empty.truncated
+
+
 def test_blame_pattern_needs_two_requests(index: HistoryIndex, large: Published) -> None:
     p = predictor(large, index, set())
     versions = list(dict.fromkeys(v for _, v in index.versions[index.path_id[HOT]]))
