@@ -428,20 +428,24 @@ class _Background:
                 self._result = job(read)
             except BaseException as exc:  # handed to the caller by result()
                 self._error = exc
+            finally:
+                self._done.set()
 
-        self._thread = threading.Thread(target=run, name="lazygit-meta", daemon=True)
-        self._thread.start()
+        # An Event, not Thread.join(): a join interrupted by Ctrl-C (Python 3.11) can leave
+        # the thread marked as stopped while it still runs, and the next join returns at once.
+        self._done = threading.Event()
+        threading.Thread(target=run, name="lazygit-meta", daemon=True).start()
 
     def result(self) -> str:
         """The job's return value, once it has ended; its exception if it raised one."""
-        self._thread.join()
+        self._done.wait()
         if self._error is not None:
             raise self._error
         return self._result
 
     def cancel(self) -> None:
         self._stop.set()
-        self._thread.join()
+        self._done.wait()
 
 
 def _write_meta(

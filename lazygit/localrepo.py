@@ -9,6 +9,7 @@ pack indexes with dulwich when first used.
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -154,16 +155,24 @@ class LocalRepo:
         reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
         reader.start()
         try:
-            write(proc.stdin)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        except BaseException:
-            proc.kill()
+            try:
+                write(proc.stdin)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            out = proc.stdout.read()
             proc.wait()
+        except BaseException:
+            # Interrupted while writing or while index-pack finishes: it must not outlive
+            # us, or it writes its files into a repository the caller is removing.  SIGTERM
+            # first: git then removes its temporary pack files itself.
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
             raise
-        out = proc.stdout.read()
-        proc.wait()
         reader.join()
         if proc.returncode != 0:
             msg = first_error_line(b"".join(err_chunks))

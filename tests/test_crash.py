@@ -122,6 +122,42 @@ def test_interrupted_clone_resumes_without_rereading(large: Published, slow_ngin
     assert not store.parent.exists()  # resume data is dropped once the clone is complete
 
 
+def test_sigint_to_the_clone_alone_leaves_no_dir(large: Published, nginx, tmp_path):
+    """SIGINT to the clone process only (``kill -INT``, a supervisor; Ctrl-C would reach its
+    index-pack too): at any moment the clone ends complete, or with DIR gone, and no
+    index-pack left running writes into DIR afterwards (seen before: its tmp_idx and
+    .promisor files, and then a rerun refused the DIR as not empty)."""
+    rng = random.Random(211121)
+    url = nginx.url(large.name)
+    env = config_env({"lazygit.prestartDaemon": "false"})
+    t0 = time.monotonic()
+    subprocess.run(["lazygit", "clone", "-q", "--no-checkout", url, str(tmp_path / "t")],
+                   check=True, env=env)  # fmt: skip
+    took = time.monotonic() - t0
+    outcomes = {"interrupted": 0, "finished first": 0}
+    for trial in range(12):
+        dest = tmp_path / f"i{trial}"
+        proc = subprocess.Popen(
+            ["lazygit", "clone", "-q", "--no-checkout", url, str(dest)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(rng.uniform(0.4, 1.0) * took)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        time.sleep(0.5)  # an index-pack still running would write into DIR by now
+        if proc.returncode == 0:
+            outcomes["finished first"] += 1
+            git(dest, "fsck")
+            continue
+        outcomes["interrupted"] += 1
+        assert proc.returncode == 130, err
+        assert not dest.exists(), sorted(str(p) for p in dest.rglob("*"))
+    print(f"clone SIGINT trials: {outcomes}")
+    assert outcomes["interrupted"] >= 4
+
+
 def test_sigkill_clone_at_random_moments(small: Published, slow_nginx, tmp_path):
     rng = random.Random(20261121)
     url = slow_nginx.url(small.name)
