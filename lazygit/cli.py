@@ -347,7 +347,12 @@ def prefetch(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: expected failures are one line on stderr and a non-zero exit."""
     try:
-        app(args=argv, prog_name="lazygit", standalone_mode=False)
+        # Not standalone, typer turns Ctrl-C (and typer.Exit) into a returned exit code.
+        code = app(args=argv, prog_name="lazygit", standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool) and code:
+            if code == 130:
+                print("lazygit: interrupted", file=sys.stderr)
+            return code
     except LazyGitError as exc:
         print(f"lazygit: error: {exc}", file=sys.stderr)
         return exc.exit_code

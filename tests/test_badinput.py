@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -125,6 +126,42 @@ def bitmap_pack(repo: Path) -> Path:
 
 
 # -- URLs --------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_inside_a_command_is_one_line_and_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """typer turns a KeyboardInterrupt that leaves a command (say, during one of its lazy
+    imports) into a returned 130: that is an interruption, not a success."""
+    import lazygit.cli
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lazygit.cli.typer, "echo", interrupted)
+    assert lazygit.cli.main(["version"]) == 130
+    assert capsys.readouterr().err == "lazygit: interrupted\n"
+
+
+def test_ctrl_c_while_the_cli_loads_is_one_line(tmp_path: Path) -> None:
+    """The console scripts enter through lazygit.__main__, which imports the command line
+    interface (typer, click) inside its own handler: a Ctrl-C there is one line, exit 130."""
+    code = (
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def imp(name, *a, **k):\n"
+        "    if name == 'lazygit.cli':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = imp\n"
+        "from lazygit.__main__ import main\n"
+        "sys.exit(main())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env(), timeout=60
+    )
+    assert proc.returncode == 130
+    assert proc.stderr == "lazygit: interrupted\n"
 
 
 @pytest.mark.parametrize(
