@@ -27,6 +27,8 @@ from starlette.routing import Mount
 from starlette.staticfiles import NotModifiedResponse, StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lazygit.errors import LazyGitError
+
 __all__ = ["MAX_RANGES", "BackgroundServer", "cache_control_for", "make_app", "serve"]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -207,19 +209,35 @@ class BackgroundServer:
 
 
 def serve(root: Path, host: str, port: int, quiet: bool) -> None:
-    """Serve `root` in the foreground until Ctrl-C (the `lazygit serve` command)."""
+    """Serve `root` in the foreground until Ctrl-C (the `lazygit serve` command).
+
+    The socket is bound here, not by uvicorn: ``--port 0`` prints the port it got, and a
+    port in use is one line naming it.
+    """
     app = make_app(Path(root))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise LazyGitError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            "choose another --port, or 0 for a free one",
+        ) from None
+    port = sock.getsockname()[1]
     if not quiet:
         shown = f"[{host}]" if ":" in host else host
         print(f"Serving {Path(root).resolve()} at http://{shown}:{port}/ (Ctrl-C to stop)")
+    config = uvicorn.Config(
+        app,
+        log_level="warning" if quiet else "info",
+        access_log=not quiet,
+        lifespan="off",
+        timeout_keep_alive=60,
+    )
     # uvicorn re-raises the captured SIGINT after a graceful shutdown; that is a clean exit.
-    with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_level="warning" if quiet else "info",
-            access_log=not quiet,
-            lifespan="off",
-            timeout_keep_alive=60,
-        )
+    with contextlib.suppress(KeyboardInterrupt), sock:
+        uvicorn.Server(config).run(sockets=[sock])

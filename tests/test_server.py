@@ -460,3 +460,39 @@ def test_serve_foreground_ctrl_c(repo: Path, tmp_path: Path) -> None:
                 proc.kill()
                 proc.wait()
     pytest.fail("could not start the foreground server")
+
+
+def test_serve_port_0_prints_the_port_it_got_and_a_busy_port_is_one_line(repo: Path) -> None:
+    """`lazygit serve --port 0` names the port the system chose (not 0); a port in use is
+    one line naming it, exit 1."""
+    proc = subprocess.Popen(
+        ["lazygit", "serve", str(repo.parent), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        m = re.search(r"at http://127\.0\.0\.1:(\d+)/ ", line)
+        assert m and int(m.group(1)) > 0, line
+        port = int(m.group(1))
+        assert httpx.get(f"http://127.0.0.1:{port}/{REPO_NAME}/HEAD").status_code == 200
+        busy = subprocess.run(
+            ["lazygit", "serve", str(repo.parent), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert busy.returncode == 1
+        assert busy.stderr == (
+            f"lazygit: error: cannot listen on 127.0.0.1:{port}: Address already in use "
+            "(choose another --port, or 0 for a free one)\n"
+        )
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0 and "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
