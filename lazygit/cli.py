@@ -110,7 +110,7 @@ def hooks_install(
     from lazygit.hooks import install_read_object_hook
     from lazygit.localrepo import LocalRepo
 
-    path = install_read_object_hook(LocalRepo.find(repo))
+    path = install_read_object_hook(LocalRepo.find(repo).ensure_lazy_clone())
     typer.echo(f"installed {path}")
 
 

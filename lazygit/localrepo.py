@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from lazygit.errors import CorruptDataError, DestinationError, GitCommandError
+from lazygit.errors import CorruptDataError, DestinationError, GitCommandError, LazyGitError
 from lazygit.gitcmd import first_error_line, git_output, popen_git, run_git
 
 if TYPE_CHECKING:
@@ -66,6 +66,15 @@ class LocalRepo:
         lines = proc.stdout.decode().splitlines()
         worktree = Path(lines[1]) if len(lines) > 1 else None
         return cls(Path(lines[0]), worktree)
+
+    def ensure_lazy_clone(self) -> LocalRepo:
+        """This repository if lazygit cloned it, else the one-line error every command gives
+        (its pack catalog, written by the clone, is what the daemon and the commands need)."""
+        if not (self.state_dir / "catalog.json").exists():
+            raise LazyGitError(
+                f"{self.cwd} is not a lazygit clone", "run it inside a clone made by lazygit clone"
+            )
+        return self
 
     @property
     def state_dir(self) -> Path:

@@ -46,10 +46,7 @@ def open_engine(repo: LocalRepo, settings: Settings) -> Iterator[Any]:
     from lazygit.fetch import FetchEngine
     from lazygit.remote import DumbRemote
 
-    if not (repo.state_dir / "catalog.json").exists():
-        raise LazyGitError(
-            f"{repo.cwd} is not a lazygit clone", "run it inside a clone made by lazygit clone"
-        )
+    repo.ensure_lazy_clone()
 
     def connect(url: str) -> DumbRemote:
         return DumbRemote(url, settings, git_dir=repo.git_dir)
@@ -263,7 +260,7 @@ def sparse_disable(
 
 def set_offline(repo: LocalRepo, on: bool) -> None:
     """Write ``lazygit.offline``; a running daemon notices the config change."""
-    repo.git(["config", "lazygit.offline", "true" if on else "false"])
+    repo.ensure_lazy_clone().git(["config", "lazygit.offline", "true" if on else "false"])
 
 
 def is_offline(repo: LocalRepo) -> bool:
@@ -349,6 +346,7 @@ def prefetch(
     from lazygit.prefetch import pathspec_matcher
     from lazygit.sparse import matcher
 
+    repo.ensure_lazy_clone()
     settings = settings or Settings.load(repo.git_dir)
     revs, paths = split_revs(repo, words)
     cone = matcher(repo)

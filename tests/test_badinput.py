@@ -128,6 +128,32 @@ def bitmap_pack(repo: Path) -> Path:
 # -- URLs --------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["prefetch", "HEAD"], ["prefetch", "--history", "x"], ["offline", "on"], ["hooks", "install"],
+     ["sparse", "set", "src"]],
+    ids=["prefetch", "prefetch-history", "offline", "hooks", "sparse"],
+)  # fmt: skip
+def test_commands_refuse_a_repository_lazygit_did_not_clone(
+    args: list[str], tmp_path: Path
+) -> None:
+    """One line naming the directory, exit 1, and nothing written (no hook, no config)."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "commit", "-q", "--allow-empty", "-m", "x"],
+                   check=True, env=env())  # fmt: skip
+    before = (tmp_path / ".git" / "config").read_bytes()
+    proc = subprocess.run(
+        ["lazygit", *args], capture_output=True, text=True, env=env(), cwd=tmp_path, timeout=60
+    )
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        f"lazygit: error: {tmp_path} is not a lazygit clone "
+        "(run it inside a clone made by lazygit clone)\n"
+    )
+    assert not (tmp_path / ".git" / "hooks" / "read-object").exists()
+    assert (tmp_path / ".git" / "config").read_bytes() == before
+
+
 def test_ctrl_c_inside_a_command_is_one_line_and_exit_130(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
