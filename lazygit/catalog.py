@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -187,7 +188,7 @@ class Catalog:
         cat.meta_done = set(doc.get("meta_done", []))
         for p in doc["packs"]:
             name = p["name"]
-            idx = (cache_dir / "packs" / f"{name}.idx").read_bytes()
+            idx = _map_file(cache_dir / "packs" / f"{name}.idx")
             rev = _read_optional(cache_dir / "packs" / f"{name}.rev")
             positions = _read_optional(cache_dir / "packs" / f"{name}.pos")
             pack = ServerPack.from_idx(name, idx, p["size"], rev, positions)
@@ -331,6 +332,16 @@ def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
+
+
+def _map_file(path: Path) -> bytes | mmap.mmap:
+    """A cached file mapped read-only (a daemon keeps big .idx files in the page cache, not
+    in its own memory); an empty one read as bytes (mmap refuses empty files)."""
+    with open(path, "rb") as f:
+        try:
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:
+            return f.read()
 
 
 def _read_optional(path: Path) -> bytes | None:

@@ -19,6 +19,7 @@ Standard library only: the daemon and the local object store use it.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import operator
 import struct
 import sys
@@ -377,8 +378,6 @@ class IdxFile:
     """
 
     def __init__(self, path: str) -> None:
-        import mmap
-
         with open(path, "rb") as f:
             self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         head = self._map[:8]
@@ -417,7 +416,8 @@ class ServerPack:
         size: int,
         checksum: bytes,
         fanout: array[int],
-        names: bytes,
+        names: bytes | mmap.mmap,
+        names_start: int,
         offsets: array[int],
         order: array[int],
         sorted_offsets: array[int],
@@ -427,7 +427,8 @@ class ServerPack:
         self.checksum = checksum
         self.types = None
         self._fanout = fanout
-        self._names = names  # the idx name table: n * 20 bytes, oid-sorted
+        self._names = names  # from names_start: the idx name table, n * 20 bytes, oid-sorted
+        self._names_start = names_start
         self._offsets = offsets  # idx (oid-sorted) index -> offset
         self._order = order  # pack position -> idx (oid-sorted) index
         self._sorted = sorted_offsets  # pack position -> offset
@@ -439,7 +440,7 @@ class ServerPack:
     def from_idx(
         cls,
         name: str,
-        idx_data: bytes | memoryview,
+        idx_data: bytes | memoryview | mmap.mmap,
         size: int,
         rev: bytes | None = None,
         positions: bytes | None = None,
@@ -453,10 +454,12 @@ class ServerPack:
         this idx are ignored.  CorruptDataError if the idx is malformed or an offset is outside
         the pack.
         """
-        data = bytes(idx_data)
+        data = idx_data if isinstance(idx_data, (bytes, mmap.mmap)) else bytes(idx_data)
         if len(data) < _FANOUT_LEN + 40:
             raise _corrupt(name, "file too short")
-        if hashlib.sha1(data[:-20]).digest() != data[-20:]:
+        with memoryview(data) as view:
+            digest = hashlib.sha1(view[:-20]).digest()
+        if digest != data[-20:]:
             raise _corrupt(name, "its SHA-1 checksum does not match")
         v2 = data[:4] == _IDX_V2_MAGIC
         if v2:
@@ -495,13 +498,18 @@ class ServerPack:
                             raise _corrupt(name, "large offset index out of range")
                         big[i] = large[k]
                 offsets = big
-            names = data[names_start : names_start + 20 * n]
+            if isinstance(data, mmap.mmap):
+                # The names stay in the mapped file (page cache), not in this process's
+                # memory: 20 of the ~32 bytes per object a daemon would hold.
+                names: bytes | mmap.mmap = data
+            else:
+                names, names_start = data[names_start : names_start + 20 * n], 0
         else:
             if len(data) != table + 24 * n + 40:
                 raise _corrupt(name, "file size does not match its object count")
             recs = data[table : table + 24 * n]
             offsets = array("Q", (v for (v,) in struct.iter_unpack(">I20x", recs)))
-            names = b"".join(recs[i + 4 : i + 24] for i in range(0, 24 * n, 24))
+            names, names_start = b"".join(recs[i + 4 : i + 24] for i in range(0, 24 * n, 24)), 0
         checksum = data[-40:-20]
         got = _read_rev(rev, n, checksum, offsets, positions) if rev is not None else None
         if got is None:
@@ -516,7 +524,7 @@ class ServerPack:
                 raise _corrupt(name, "an offset points into the pack header")
             if sorted_offsets[-1] >= size - 20:
                 raise _corrupt(name, f"an offset is outside the pack ({size} bytes)")
-        return cls(name, size, checksum, fanout, names, offsets, order, sorted_offsets)
+        return cls(name, size, checksum, fanout, names, names_start, offsets, order, sorted_offsets)
 
     def __len__(self) -> int:
         return len(self._sorted)
@@ -549,7 +557,7 @@ class ServerPack:
 
     def offset_of(self, oid: bytes) -> int | None:
         """Offset of an object in the pack, None if the pack lacks it."""
-        i = find_oid(self._names, self._fanout, oid)
+        i = find_oid(self._names, self._fanout, oid, self._names_start)
         return None if i is None else self._offsets[i]
 
     def position_of_offset(self, offset: int) -> int:
@@ -570,7 +578,7 @@ class ServerPack:
 
     def oid_at_position(self, pos: int) -> bytes:
         """Oid of the pos-th entry in pack order."""
-        i = self._order[pos] * 20
+        i = self._names_start + self._order[pos] * 20
         return self._names[i : i + 20]
 
     def oid_at(self, offset: int) -> bytes:

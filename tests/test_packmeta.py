@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import mmap
 import os
 import struct
 import subprocess
@@ -190,6 +191,12 @@ def test_idx_v1_and_large_offsets(gc_pack: RealPack, tmp_path: Path) -> None:
             assert n_large == sum(1 for e in gc_pack.entries if e.offset > 0x100)
         sp = ServerPack.from_idx(gc_pack.name, data, gc_pack.pack.stat().st_size)
         check_against_git(sp, gc_pack, idx)
+        # The daemon maps the cached idx instead of reading it: the same pack view.
+        with open(idx, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            mapped = ServerPack.from_idx(gc_pack.name, m, gc_pack.pack.stat().st_size)
+            check_against_git(mapped, gc_pack, idx)
+            assert mapped.rev_bytes() == sp.rev_bytes()
+            del mapped  # its names live in the map, which closes here
 
 
 def test_oid_lookup_agrees_with_dulwich(gc_pack: RealPack, tmp_path: Path) -> None:
