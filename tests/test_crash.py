@@ -147,9 +147,13 @@ def test_sigint_to_the_clone_alone_leaves_no_dir(large: Published, nginx, tmp_pa
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         time.sleep(0.5)  # an index-pack still running would write into DIR by now
-        if proc.returncode == 0:
+        complete = dest.exists() and not (dest / ".git" / "lazygit" / "clone-incomplete").exists()
+        # A signal that lands as Python exits after a finished clone (its handler already
+        # reset) ends the process by SIGINT itself: the clone is complete all the same.
+        if proc.returncode in (0, -signal.SIGINT) and complete:
             outcomes["finished first"] += 1
             git(dest, "fsck")
+            assert history(dest) == history(large.full)
             continue
         outcomes["interrupted"] += 1
         assert proc.returncode == 130, err
