@@ -159,8 +159,8 @@ def clone(
             raise Interrupted("interrupted", hint) from None
         if isinstance(exc, OSError) and not isinstance(exc, LazyGitError):
             raise _disk_error(exc, dest) from None
-        if isinstance(exc, LazyGitError) and hint and not exc.fix:
-            exc.fix = hint
+        if isinstance(exc, LazyGitError) and hint:
+            exc.fix = f"{exc.fix}, then {hint}" if exc.fix else hint
         raise
     shutil.rmtree(resume, ignore_errors=True)
     result.seconds = time.monotonic() - t0

@@ -56,7 +56,7 @@ class GitCommandError(LazyGitError):
 
 
 class DestinationError(LazyGitError):
-    """The clone destination cannot be used."""
+    """The clone destination, or a lazy clone's object store, cannot be written."""
 
 
 class DaemonError(LazyGitError):

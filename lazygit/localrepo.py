@@ -21,6 +21,15 @@ from lazygit.gitcmd import first_error_line, git_output, popen_git, run_git
 if TYPE_CHECKING:
     from lazygit.packmeta import IdxFile
 
+#: What git says when the local disk, not the data, made index-pack fail.
+_LOCAL_WRITE_FAILURES = (
+    "No space left on device",
+    "Disk quota exceeded",
+    "Read-only file system",
+    "Permission denied",
+    "File too large",
+)
+
 #: Where lazygit keeps its own state inside the git directory.
 STATE_DIR = "lazygit"
 
@@ -185,6 +194,11 @@ class LocalRepo:
         reader.join()
         if proc.returncode != 0:
             msg = first_error_line(b"".join(err_chunks))
+            if any(cause in msg for cause in _LOCAL_WRITE_FAILURES):
+                # Not the server's bytes: reading them again would not help.
+                fix = "free some space" if "space" in msg or "quota" in msg else None
+                why = msg.removeprefix("fatal: ")
+                raise DestinationError(f"cannot write to {self.git_dir}: {why}", fix)
             raise CorruptDataError(f"git index-pack rejected the data: {msg}")
         words = out.decode().split()
         return f"pack-{words[-1]}" if words else ""

@@ -416,21 +416,76 @@ def test_unwritable_destination_proc(tiny: Published, nginx) -> None:  # type: i
     check_failure("destination under /proc", run_clone(nginx.url(tiny.name), str(dest)), dest)
 
 
-def test_full_destination(small: Published, nginx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """A 1 MiB tmpfs (mounted as root) fills up during the clone: ENOSPC."""
+@pytest.mark.parametrize("where", ["checkout", "index-pack"])
+def test_full_destination(  # type: ignore[no-untyped-def]
+    where: str, small: Published, large: Published, nginx, tmp_path: Path
+) -> None:
+    """A small tmpfs (mounted as root) fills up during the clone: ENOSPC, one line naming the
+    cause and the fix.  1 MiB fills while SMALL's working tree is written; 2 MiB while
+    index-pack writes LARGE's commits and trees (once reported as "git index-pack rejected the
+    data", and then read from the server a second time, as damaged data is)."""
     mnt = tmp_path / "tiny-fs"
     mnt.mkdir()
+    size, repo, args = ("1m", small, []) if where == "checkout" else ("2m", large, ["-n"])
     mount = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
     )
     assert mount.returncode == 0, f"cannot mount a tmpfs here: {mount.stderr}"
     try:
         dest = mnt / "c"
+        nginx.clear_log()
         line = check_failure(
-            "full disk (1 MiB tmpfs)", run_clone(nginx.url(small.name), str(dest)), dest
+            f"full disk ({size} tmpfs, {where})",
+            run_clone(*args, nginx.url(repo.name), str(dest)),
+            dest,
         )
-        assert "space" in line.lower() or "No space" in line
+        assert "no space left" in line.lower() and "free some space" in line, line
+        assert "rejected" not in line, line
         assert list(mnt.iterdir()) == []
+        # Nothing is read twice (damaged data is read once more; a full disk is not).
+        ranges = [
+            f"{e.path} {part}"
+            for e in nginx.log_entries()
+            if e.method == "GET" and e.path.endswith(".pack")
+            for part in (e.range or "whole").removeprefix("bytes=").split(",")
+        ]
+        assert len(ranges) == len(set(ranges)), ranges
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_index_pack_on_a_full_disk_blames_the_disk(small: Published, tmp_path: Path) -> None:
+    """index-pack failing for lack of space is the disk, not the data: DestinationError
+    naming the repository and the fix (not CorruptDataError, which makes a clone or a batch
+    read everything from the server once more)."""
+    from lazygit.errors import CorruptDataError, DestinationError
+    from lazygit.localrepo import LocalRepo
+
+    mnt = tmp_path / "half-mib"
+    mnt.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    assert mount.returncode == 0, f"cannot mount a tmpfs here: {mount.stderr}"
+    try:
+        repo = LocalRepo.init(mnt / "r")
+        pack = max((small.info.path / "objects" / "pack").glob("pack-*.pack"), key=os.path.getsize)
+        assert pack.stat().st_size > 1 << 20
+
+        def write(out):  # type: ignore[no-untyped-def]
+            with pack.open("rb") as f:
+                shutil.copyfileobj(f, out)
+
+        with pytest.raises(DestinationError) as caught:
+            repo.index_pack(write, promisor="lazygit")
+        assert not isinstance(caught.value, CorruptDataError)
+        assert str(caught.value).startswith(f"cannot write to {repo.git_dir}: ")
+        assert "No space left on device" in str(caught.value)
+        assert str(caught.value).endswith("(free some space)")
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
