@@ -361,8 +361,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 141
-    except typer.Exit as exc:
-        return exc.exit_code
     except typer.Abort:
         print("lazygit: aborted", file=sys.stderr)
         return 1

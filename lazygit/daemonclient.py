@@ -129,12 +129,11 @@ def _timeout(git_dir: str) -> float:
 
 
 def same_dir(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    """Whether two paths name the same directory (device and inode)."""
+    """Whether two paths name the same directory (device and inode); False if either is gone."""
     try:
-        sa, sb = os.stat(a), os.stat(b)
+        return os.path.samefile(a, b)
     except OSError:
         return False
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 def _connect(git_dir: str) -> _socket.socket | None:

@@ -55,10 +55,13 @@ def geometric_prefix(counts: list[int], factor: int = 2) -> int:
 
 def object_count(pack: Path) -> int:
     """Objects in a pack, from its .idx's fanout table (v2, or v1)."""
-    with open(pack.with_suffix(".idx"), "rb") as f:
-        head = f.read(8 + 256 * 4)
-    start = 8 if head[:4] == b"\377tOc" else 0
-    return int.from_bytes(head[start + 255 * 4 : start + 256 * 4], "big")
+    from lazygit.packmeta import IdxFile
+
+    idx = IdxFile(str(pack.with_suffix(".idx")))
+    try:
+        return len(idx)
+    finally:
+        idx.close()
 
 
 def consolidate(repo: LocalRepo, packs: list[Path]) -> str | None:

@@ -142,10 +142,7 @@ class BackgroundServer:
     def __init__(self, root: Path, port: int = 0) -> None:
         self.root = Path(root)
         self._counter = _Counter(make_app(self.root))
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", port))
-        self._sock.listen(128)
+        self._sock = _listen("127.0.0.1", port, backlog=128)
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/"
         config = uvicorn.Config(
@@ -208,6 +205,19 @@ class BackgroundServer:
         self.stop()
 
 
+def _listen(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: a free one); OSError if it cannot."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def serve(root: Path, host: str, port: int, quiet: bool) -> None:
     """Serve `root` in the foreground until Ctrl-C (the `lazygit serve` command).
 
@@ -215,14 +225,9 @@ def serve(root: Path, host: str, port: int, quiet: bool) -> None:
     port in use is one line naming it.
     """
     app = make_app(Path(root))
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
+        sock = _listen(host, port, backlog=2048)
     except OSError as exc:
-        sock.close()
         raise LazyGitError(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}",
             "choose another --port, or 0 for a free one",
