@@ -856,7 +856,7 @@ def status(path: str | Path = ".") -> StatusReport:
     clone = find_clone(path)
     if clone is None:
         raise LazyGitError(f"{path} is not inside a git repository", "run it in a lazy clone")
-    repo = clone.repo
+    repo = clone.repo.ensure_lazy_clone()
     url = lazy_url(clone)
     try:
         commit = repo.rev_parse("HEAD") or None

@@ -131,8 +131,8 @@ def bitmap_pack(repo: Path) -> Path:
 @pytest.mark.parametrize(
     "args",
     [["prefetch", "HEAD"], ["prefetch", "--history", "x"], ["offline", "on"], ["hooks", "install"],
-     ["sparse", "set", "src"]],
-    ids=["prefetch", "prefetch-history", "offline", "hooks", "sparse"],
+     ["sparse", "set", "src"], ["status"]],
+    ids=["prefetch", "prefetch-history", "offline", "hooks", "sparse", "status"],
 )  # fmt: skip
 def test_commands_refuse_a_repository_lazygit_did_not_clone(
     args: list[str], tmp_path: Path
