@@ -823,8 +823,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m lazygit.daemon GIT_COMMON_DIR", file=sys.stderr)
         return 2
+    git_dir = Path(args[0]).resolve()
+    os.chdir("/")  # pin no directory (the helper spawns us where git runs it)
     try:
-        return serve(Path(args[0]).resolve())
+        return serve(git_dir)
     except LazyGitError as exc:
         print(f"lazygit daemon: {exc}", file=sys.stderr)
         return 1

@@ -159,29 +159,62 @@ def _connect(git_dir: str) -> _socket.socket | None:
         return None
 
 
+def _daemon_command(git_dir: str) -> tuple[list[str], dict[str, str], str]:
+    """The daemon's argv and environment, and its log (created if need be)."""
+    state = os.path.join(git_dir, STATE_DIR)
+    os.makedirs(state, exist_ok=True)
+    # The daemon imports this very copy of lazygit, installed or not.
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    return [sys.executable, "-m", "lazygit.daemon", git_dir], env, os.path.join(state, "daemon.log")
+
+
 def spawn_daemon(git_dir: str | os.PathLike[str]) -> subprocess.Popen[bytes]:
     """Start a detached daemon for ``git_dir`` (it exits at once if one is running)."""
     import subprocess
 
-    git_dir = os.fspath(git_dir)
-    state = os.path.join(git_dir, STATE_DIR)
-    os.makedirs(state, exist_ok=True)
-    # The daemon imports this very copy of lazygit, installed or not; its working directory
-    # is "/" so that nothing there (such as .git/lazygit/) can shadow the package.
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    with open(os.path.join(state, "daemon.log"), "ab") as log:
+    argv, env, log_path = _daemon_command(os.fspath(git_dir))
+    with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "lazygit.daemon", git_dir],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=log,
             start_new_session=True,
             close_fds=True,
+            # "/": nothing in the working directory (a checkout of lazygit itself, say) can
+            # shadow the package `-m` imports, and the daemon pins no directory.
             cwd="/",
             env=env,
         )
+
+
+def _spawn_quickly(git_dir: str) -> int | None:
+    """`spawn_daemon` without importing subprocess (~20 ms on the path of the git command
+    that starts the daemon): posix_spawn, with ``-P`` (Python 3.11+) in place of the
+    working directory "/" that posix_spawn cannot set.  Returns the pid, or None where this
+    is not available (the caller then uses spawn_daemon)."""
+    if sys.version_info < (3, 11) or not hasattr(os, "posix_spawn"):
+        return None
+    argv, env, log_path = _daemon_command(git_dir)
+    argv.insert(1, "-P")
+    actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 2, log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
+    ]
+    try:  # as close_fds=True: descriptors git let us inherit stay out of the daemon
+        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            if fd > 2 and os.get_inheritable(fd):
+                actions.append((os.POSIX_SPAWN_CLOSE, fd))
+        except OSError:
+            pass  # the directory listing's own descriptor, closed by now
+    return os.posix_spawn(sys.executable, argv, env, file_actions=actions, setsid=True)
 
 
 def _last_log_line(git_dir: str) -> str:
@@ -203,24 +236,44 @@ def connect(
         return sock
     if not start:
         raise DaemonError("no lazygit daemon is running for this repository")
-    proc = spawn_daemon(git_dir)  # first: its start-up overlaps the config lookup
-    limit = timeout if timeout is not None else _timeout(git_dir)
+    pid = _spawn_quickly(git_dir)
+    proc = spawn_daemon(git_dir) if pid is None else None
     log = os.path.join(git_dir, STATE_DIR, "daemon.log")
-    deadline = time.monotonic() + limit
+    start = time.monotonic()
+    # lazygit.daemonTimeout comes from the daemon.json of a daemon that starts: `git config`
+    # runs only when it is slow to (it would compete with the daemon's start for a core).
+    limit = timeout if timeout is not None else min(1.0, DEFAULT_TIMEOUT)
+    looked_up = timeout is not None
     # The daemon listens before it loads anything (docs/protocol.md): once connected, the
     # request waits in the socket's backlog, so polling stops as soon as it is bound.
     delay = 0.005
-    while time.monotonic() < deadline:
+    while True:
         time.sleep(delay)
         delay = min(delay * 1.5, 0.02)
         sock = _connect(git_dir)
         if sock is not None:
             return sock
-        if proc.poll() not in (None, 0):
+        status = proc.poll() if proc is not None else _exit_status(pid)
+        if status not in (None, 0):
             raise DaemonError(
                 f"the lazygit daemon failed to start: {_last_log_line(git_dir)}", f"see {log}"
             )
+        if time.monotonic() - start >= limit:
+            if looked_up:
+                break
+            limit, looked_up = _timeout(git_dir), True
     raise DaemonError(f"the lazygit daemon did not start within {limit:.0f} s", f"see {log}")
+
+
+def _exit_status(pid: int | None) -> int | None:
+    """A spawned daemon's exit code once it has ended (reaped), else None."""
+    if pid is None:
+        return None
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status) if done else None
 
 
 def request(
