@@ -671,6 +671,8 @@ class FetchEngine:
         # Each spooled delta's base oid, noted when its header is parsed on arrival: the
         # writer's ordering needs it and need not read the entries again.
         self._base_oids: dict[tuple[int, int], bytes] = {}
+        # ... and where that base was to be read from (the writer's ordering looks it up).
+        self._base_keys: dict[tuple[int, int], tuple[int, int]] = {}
         rounds = 0
         task = progress.task("objects", total=None)
         while want:
@@ -787,6 +789,7 @@ class FetchEngine:
             base_pno, base_off = self.catalog.packs.index(loc[0]), loc[1]
         else:
             return None
+        self._base_keys[(pno, offset)] = (base_pno, base_off)
         if base_oid in self._queued:
             return None  # read or coming; the writer names it by offset or id
         if base_oid in self.local:
@@ -827,12 +830,20 @@ class FetchEngine:
     ) -> list[tuple[int, int]]:
         """Pack order, except that a delta whose base is in this batch (possibly read from
         another server pack) comes after that base, so the writer can name it by offset."""
-        # An oid is read once per batch (``_queued``), so each maps to one spooled entry.
-        key_of = {self.catalog.packs[p].pack.oid_at(o): (p, o) for p, o in spooled}
+        # An oid is read once per batch (``_queued``), so each maps to one spooled entry:
+        # usually where the delta named it, else (an object stored in two server packs)
+        # where it was read from, found by oid.
+        key_of: dict[bytes, tuple[int, int]] | None = None
         waiting: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
         for key, base_oid in sorted(self._base_oids.items()):
-            base = key_of.get(base_oid)
-            if base is not None and base > key and key in spooled:
+            if key not in spooled or base_oid not in self._queued:
+                continue  # the base is local: the writer names it by id
+            base = self._base_keys.get(key)
+            if base not in spooled:
+                if key_of is None:
+                    key_of = {self.catalog.packs[p].pack.oid_at(o): (p, o) for p, o in spooled}
+                base = key_of.get(base_oid)
+            if base is not None and base > key:
                 waiting[base].append(key)  # its base comes later in pack order
         order: list[tuple[int, int]] = []
         deferred = {k for ks in waiting.values() for k in ks}

@@ -75,6 +75,33 @@ def test_writer_turns_in_pack_ref_delta_into_ofs_delta():
     assert not w.thin
 
 
+def test_bases_come_first_also_when_read_from_another_server_pack():
+    """The writer's order puts each spooled base before its deltas.  A delta names its base
+    by offset in its own pack (OFS) or by id (REF, located in any pack); an object stored in
+    two server packs is read once, so the base may sit in the batch at another pack's key."""
+    from types import SimpleNamespace
+
+    from lazygit.fetch import FetchEngine
+
+    x, w, d1, d2 = (bytes([i]) * 20 for i in (1, 2, 3, 4))
+    oids = {(0, 50): d1, (0, 60): d2, (0, 20): x, (1, 10): w, (1, 30): x}
+    pack = [SimpleNamespace(pack=SimpleNamespace(oid_at=lambda o, p=p: oids[(p, o)]))
+            for p in (0, 1)]  # fmt: skip
+    engine = FetchEngine.__new__(FetchEngine)
+    engine.catalog = SimpleNamespace(packs=pack)  # type: ignore[assignment]
+    spooled = {(0, 50): (0, 1), (0, 60): (1, 1), (1, 10): (2, 1), (1, 30): (3, 1)}
+    engine._queued = {d1, d2, x, w}
+    # d1: REF to w, located in pack 1.  d2: OFS to pack 0's copy of x, which was read from
+    # pack 1 (x was queued there first).
+    engine._base_oids = {(0, 50): w, (0, 60): x}
+    engine._base_keys = {(0, 50): (1, 10), (0, 60): (0, 20)}
+    assert engine._base_first_order(spooled) == [(1, 10), (0, 50), (1, 30), (0, 60)]
+    # A base that is local is no constraint: the writer names it by id.
+    engine._queued = {d1, d2, w}
+    del spooled[(1, 30)]
+    assert engine._base_first_order(spooled) == [(0, 60), (1, 10), (0, 50)]
+
+
 def test_fetch_of_a_large_push_reads_commits_and_trees_not_its_blobs(
     small: Published, server_root: Path, nginx, tmp_path: Path
 ):
