@@ -70,16 +70,23 @@ def _http2_available(wanted: bool) -> bool:
     httpcore imports h2 (~25 ms) at import time whenever it is installed.  HTTP/2 only ever
     comes by ALPN over TLS, so a process whose first remote is plain http (the usual daemon)
     imports httpcore with h2 hidden; a later https remote in that process uses HTTP/1.1.
+    It also imports anyio and trio (~5-10 ms) for its async locks, which a sync client
+    never takes: they are hidden in every case.
     """
     import sys
 
-    if "httpcore" not in sys.modules and not wanted and "h2" not in sys.modules:
-        sys.modules["h2"] = None  # type: ignore[assignment]
+    if "httpcore" not in sys.modules:
+        hidden = [m for m in ("anyio", "trio") if m not in sys.modules]
+        if not wanted and "h2" not in sys.modules:
+            hidden.append("h2")
+            _H2[0] = False
+        for name in hidden:
+            sys.modules[name] = None  # type: ignore[assignment]
         try:
             import httpcore  # noqa: F401
         finally:
-            del sys.modules["h2"]
-        _H2[0] = False
+            for name in hidden:
+                del sys.modules[name]
     return wanted and _H2[0]
 
 
