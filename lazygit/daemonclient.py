@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 STATE_DIR = "lazygit"
 MAX_MESSAGE = 64 << 20
 DEFAULT_TIMEOUT = 120.0
+#: Seconds a client waits for a daemon it started before it reads lazygit.daemonTimeout.
+CONFIG_LOOKUP_AFTER = 1.0
 
 
 def common_git_dir(start: str | os.PathLike[str] | None = None) -> str:
@@ -199,7 +201,7 @@ def _spawn_quickly(git_dir: str) -> int | None:
         return None
     argv, env, log_path = _daemon_command(git_dir)
     argv.insert(1, "-P")
-    actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = [
+    actions: list[tuple[Any, ...]] = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
         (os.POSIX_SPAWN_OPEN, 2, log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644),
@@ -236,13 +238,19 @@ def connect(
         return sock
     if not start:
         raise DaemonError("no lazygit daemon is running for this repository")
-    pid = _spawn_quickly(git_dir)
-    proc = spawn_daemon(git_dir) if pid is None else None
+    try:
+        pid = _spawn_quickly(git_dir)
+        proc = spawn_daemon(git_dir) if pid is None else None
+    except OSError as exc:
+        raise DaemonError(
+            f"cannot start the lazygit daemon ({sys.executable}): {exc.strerror or exc}",
+            "check the installation with `lazygit doctor`",
+        ) from None
     log = os.path.join(git_dir, STATE_DIR, "daemon.log")
     start = time.monotonic()
     # lazygit.daemonTimeout comes from the daemon.json of a daemon that starts: `git config`
     # runs only when it is slow to (it would compete with the daemon's start for a core).
-    limit = timeout if timeout is not None else min(1.0, DEFAULT_TIMEOUT)
+    limit = timeout if timeout is not None else CONFIG_LOOKUP_AFTER
     looked_up = timeout is not None
     # The daemon listens before it loads anything (docs/protocol.md): once connected, the
     # request waits in the socket's backlog, so polling stops as soon as it is bound.

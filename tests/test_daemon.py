@@ -284,6 +284,23 @@ def test_a_copied_or_moved_clone_gets_its_own_daemon(small: Published, nginx, tm
             stop_daemon(repo / ".git")
 
 
+@pytest.mark.parametrize("quick", [True, False], ids=["posix_spawn", "subprocess"])
+def test_a_daemon_that_cannot_be_started_is_one_line(
+    quick: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Python that is gone (a removed virtualenv, say): one line, not a traceback."""
+    git_dir = tmp_path / ".git"
+    (git_dir / "lazygit").mkdir(parents=True)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    if not quick:
+        monkeypatch.setattr(daemonclient, "_spawn_quickly", lambda git_dir: None)
+    with pytest.raises(DaemonError) as info:
+        daemonclient.request(git_dir, {"op": "ping"})
+    assert str(info.value).startswith(
+        f"cannot start the lazygit daemon ({tmp_path / 'no-such-python'}): No such file"
+    )
+
+
 def test_a_missing_working_directory_is_named(tmp_path: Path) -> None:
     from lazygit.errors import GitCommandError
     from lazygit.gitcmd import run_git
