@@ -687,15 +687,18 @@ class FetchEngine:
                         self._with_read_behind(pno, e, rounds, spooled, aside) for e in entries
                     ]
                 merged = _coalesce(reads, self.settings)
+                pack = h.pack
                 for ext, data in self.reader(h, merged, task.advance):
-                    pos = ext.start
+                    # Every entry the read holds whole, walked by pack position (a read
+                    # starts where an entry does).
+                    pos, p = ext.start, pack.position_of_offset(ext.start)
                     while pos < ext.end:
-                        entry = h.pack.extent_at(pos)
-                        if entry.end > ext.end:
+                        end = pack.end_of_position(p + 1)
+                        if end > ext.end:
                             break
                         if (pno, pos) not in spooled:
-                            aside[(pno, pos)] = _slice(ext, data, entry)
-                        pos = entry.end
+                            aside[(pno, pos)] = data[pos - ext.start : end - ext.start]
+                        pos, p = end, p + 1
                 for off in sorted(offsets):
                     self._take((pno, off), aside, spooled, spool, nxt)
             want = nxt
