@@ -302,11 +302,17 @@ class Daemon:
                     return
                 self._history_wanted.wait(rest)
 
+        started = [time.monotonic()]
+
+        def _before_build() -> None:
+            _after_batches()
+            started[0] = time.monotonic()  # the log line's time leaves the wait out
+
         try:
             index = load_or_build(
                 self.git_dir,
                 self.repo.state_dir / "history.idx",
-                before_build=_after_batches,
+                before_build=_before_build,
                 max_changes=self.settings.historyChanges,
             )
         except Exception:  # prefetch is an optimisation: never take the daemon down
@@ -328,8 +334,8 @@ class Daemon:
         self.history_ready.set()
         older = " (lazygit.historyChanges reached: older history is not predicted)"
         self.log(
-            f"history index: {len(index.commits)} commits, {len(index.paths)} paths"
-            + (older if index.truncated else "")
+            f"history index: {len(index.commits)} commits, {len(index.paths)} paths "
+            f"({time.monotonic() - started[0]:.3f} s)" + (older if index.truncated else "")
         )
 
     def _await_history(self, timeout: float) -> None:
