@@ -325,7 +325,8 @@ class Daemon:
         # The index is the daemon's largest long-lived data (with the imported modules):
         # out of the collector's sight, a full collection no longer walks it again, which
         # cost 25-40 ms in the middle of a batch.  An index replaced later is freed by its
-        # reference count (it holds no cycles).
+        # reference count (it holds no cycles); what else is frozen here and later becomes
+        # cyclic garbage (a batch's objects in flight) stays: a few objects per index load.
         gc.freeze()
         self.predictor = Predictor(
             self.git_dir, index, is_local=self.local.__contains__, size_of=self._pack_size

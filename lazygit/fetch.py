@@ -840,7 +840,7 @@ class FetchEngine:
         waiting: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
         for key, base_oid in sorted(self._base_oids.items()):
             if key not in spooled or base_oid not in self._queued:
-                continue  # the base is local: the writer names it by id
+                continue  # a local base: the writer names it by id
             base = self._base_keys.get(key)
             if base not in spooled:
                 if key_of is None:
