@@ -65,6 +65,17 @@ def _u64_array(data: bytes | memoryview, start: int, count: int) -> array[int]:
     return arr
 
 
+def _be_table(values: Sequence[int], width: int) -> bytes:
+    """Native ints -> big-endian u32 (``width`` 4) or u64 (8) table: the inverse of
+    `_u32_array` / `_u64_array`."""
+    arr = array("I" if width == 4 else "Q", values)
+    if arr.itemsize != width:  # pragma: no cover - exotic platforms
+        return struct.pack(f">{len(arr)}{'I' if width == 4 else 'Q'}", *arr)
+    if sys.byteorder == "little":
+        arr.byteswap()
+    return arr.tobytes()
+
+
 def merge_runs(runs: Iterable[Run]) -> list[Run]:
     """Sort position runs and merge overlapping or touching ones."""
     out: list[list[int]] = []
@@ -532,26 +543,13 @@ class ServerPack:
     def rev_bytes(self) -> bytes:
         """The reverse index in git's .rev format (gitformat-pack(5)): "RIDX", version 1,
         SHA-1, then each pack position's idx position, the pack checksum, its own SHA-1."""
-        order = array("I", self._order) if self._order.itemsize == 4 else None
-        if order is None:  # pragma: no cover - exotic platforms
-            table = struct.pack(f">{len(self._order)}I", *self._order)
-        else:
-            if sys.byteorder == "little":
-                order.byteswap()
-            table = order.tobytes()
-        body = _REV_HEADER + table + self.checksum
+        body = _REV_HEADER + _be_table(self._order, 4) + self.checksum
         return body + hashlib.sha1(body).digest()
 
     def positions_bytes(self) -> bytes:
         """The offsets in pack order, as cached beside the .rev (see `from_idx`)."""
         width = 4 if not self._sorted or self._sorted[-1] < 1 << 32 else 8
-        table = array("I" if width == 4 else "Q", self._sorted)
-        if table.itemsize != width:  # pragma: no cover - exotic platforms
-            body = struct.pack(f">{len(table)}{'I' if width == 4 else 'Q'}", *table)
-        else:
-            if sys.byteorder == "little":
-                table.byteswap()
-            body = table.tobytes()
+        body = _be_table(self._sorted, width)
         blob = _POS_MAGIC + struct.pack(">III", 1, width, len(self._sorted)) + self.checksum + body
         return blob + hashlib.sha1(blob).digest()
 
