@@ -42,6 +42,11 @@ def git(repo: Path, *args: str) -> str:
     ).stdout.decode()
 
 
+def finished(dest: Path) -> bool:
+    """Whether a clone into ``dest`` completed: it removes its incomplete-marker last."""
+    return (dest / ".git").exists() and not (dest / ".git" / "lazygit" / MARKER).exists()
+
+
 def history(repo: Path) -> str:
     return git(repo, "log", "--all", "--format=%H %T") + git(
         repo, "for-each-ref", "--format=%(objectname) %(refname)"
@@ -148,7 +153,7 @@ def test_sigint_to_the_clone_alone_leaves_no_dir(large: Published, nginx, tmp_pa
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         time.sleep(0.5)  # an index-pack still running would write into DIR by now
-        complete = dest.exists() and not (dest / ".git" / "lazygit" / "clone-incomplete").exists()
+        complete = finished(dest)
         # A signal that lands as Python exits after a finished clone (its handler already
         # reset) ends the process by SIGINT itself: the clone is complete all the same.
         if proc.returncode in (0, -signal.SIGINT) and complete:
@@ -177,9 +182,9 @@ def test_sigkill_clone_at_random_moments(small: Published, slow_nginx, tmp_path)
         time.sleep(rng.uniform(0.0, 1.5))
         proc.kill()
         proc.wait()
-        # The clone is complete once it removes its marker; a kill after that (while it
-        # starts the daemon or exits) leaves a finished clone, which a rerun rightly refuses.
-        done = (dest / ".git").exists() and not (dest / ".git" / "lazygit" / MARKER).exists()
+        # A kill after the clone removed its marker (while it starts the daemon or exits)
+        # leaves a finished clone, which a rerun rightly refuses.
+        done = finished(dest)
         killed = proc.returncode == -signal.SIGKILL and not done
         outcomes["killed" if killed else "finished before the kill"] += 1
         if (dest / ".git").exists():
