@@ -137,8 +137,8 @@ def clone(
     url = normalize_url(opts.url)
     settings = settings or Settings.load()
     dest = opts.dest or default_dest(url)
-    if (dest / ".git" / STATE_DIR / INCOMPLETE_MARKER).exists():
-        _remove(dest, existed=True)  # left by a clone that was killed: redo it
+    if _left_by_killed_clone(dest):
+        _remove(dest, existed=True)  # redo it
     existed = ensure_empty_destination(dest)
     resume = resume_dir(url, dest)
     _drop_stale_resume_dirs(resume.parent)
@@ -313,6 +313,21 @@ def _checkout(
     repo.git(["read-tree", "--reset", "-u", "HEAD"])
     task.done()
     result.files = len(blobs)
+
+
+def _left_by_killed_clone(dest: Path) -> bool:
+    """Whether DIR holds a clone killed before it finished: its marker, or (killed between
+    making the marker's directories and the marker) nothing but those empty directories."""
+    git_dir = dest / ".git"
+    if (git_dir / STATE_DIR / INCOMPLETE_MARKER).exists():
+        return True
+    with contextlib.suppress(OSError):
+        return (
+            [p.name for p in dest.iterdir()] == [".git"]
+            and [p.name for p in git_dir.iterdir()] in ([], [STATE_DIR])
+            and not any((git_dir / STATE_DIR).glob("*"))
+        )
+    return False
 
 
 def _remove(dest: Path, existed: bool) -> None:

@@ -236,6 +236,38 @@ def test_error_destination_not_empty(tiny: Published, nginx, tmp_path: Path):
     assert (dest / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize(
+    "left",
+    [
+        [".git/"],  # killed right after making .git
+        [".git/lazygit/"],  # ... or its state directory, before the marker
+        [".git/lazygit/clone-incomplete", ".git/HEAD"],  # ... or inside `git init`
+    ],
+)
+def test_rerun_redoes_what_a_killed_clone_left(tiny: Published, nginx, tmp_path: Path, left):
+    dest = tmp_path / "killed"
+    for name in left:
+        if name.endswith("/"):
+            (dest / name).mkdir(parents=True)
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            (dest / name).touch()
+    lazygit("clone", "-q", nginx.url(tiny.name), str(dest))
+    git(dest, "fsck")
+    assert git(dest, "status", "--porcelain") == ""
+
+
+def test_a_git_dir_with_more_than_a_killed_clone_leaves_is_kept(
+    tiny: Published, nginx, tmp_path: Path
+):
+    dest = tmp_path / "mine"
+    (dest / ".git" / "lazygit").mkdir(parents=True)
+    (dest / ".git" / "lazygit" / "notes").write_text("mine")
+    proc = lazygit("clone", nginx.url(tiny.name), str(dest), check=False)
+    assert_one_line_error(proc, "not empty")
+    assert (dest / ".git" / "lazygit" / "notes").read_text() == "mine"
+
+
 def test_failure_midway_removes_dest_but_keeps_existing_dir(
     server_root: Path, nginx, tmp_path: Path
 ):
