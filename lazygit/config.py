@@ -73,7 +73,7 @@ class Settings:
     #: 0 turns history-aware prefetch off.
     prefetchBytes: int = 32 * MiB
     #: File changes the history index behind that prefetch holds, newest commits first
-    #: (about 0.5 KB of daemon memory each); older history is not predicted.  A huge
+    #: (about 0.3 KB of daemon memory each); older history is not predicted.  A huge
     #: repository's whole history would take minutes and gigabytes to index.
     historyChanges: int = 200_000
     #: Blobs a `lazygit prefetch` run fetches per batch (each batch is one pack, so an

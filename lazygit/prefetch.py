@@ -29,6 +29,7 @@ import hashlib
 import heapq
 import marshal
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -39,7 +40,7 @@ from typing import IO
 from lazygit.gitcmd import popen_git, run_git
 
 #: Cached index format; bump when the layout changes.
-INDEX_VERSION = 4
+INDEX_VERSION = 5
 #: Requests further apart than this do not form one pattern.
 PATTERN_SECONDS = 10.0
 #: Ref trees examined when guessing the tree a run of single-blob requests comes from.
@@ -81,8 +82,23 @@ def _tokens(stream: IO[bytes], chunk: int = 1 << 16) -> Iterator[bytes]:
         yield rest
 
 
+#: One file change of a commit: path id, old blob, new blob (``_NULL`` for none).
+_CHANGE = struct.Struct(">I20s20s")
+#: One place a blob appears: commit, path id.
+_SITE = struct.Struct(">II")
+#: One version of a path: commit, blob.
+_VERSION = struct.Struct(">I20s")
+_NULL = bytes(20)  # no object has this name
+
+
 class HistoryIndex:
-    """Blob -> (commit, path), path -> versions, commit -> changes, from local history."""
+    """Blob -> (commit, path), path -> versions, commit -> changes, from local history.
+
+    The per-blob, per-path and per-commit lists are kept packed (one bytes object each,
+    decoded when asked): a cold daemon loads the index on the path of the command that
+    started it, and ~10^5 small tuples took 45-60 ms to unmarshal where ~3*10^4 bytes
+    objects take a few.
+    """
 
     def __init__(self) -> None:
         self.commits: list[str] = []  # hex, in `git log --all` order (newest first)
@@ -90,11 +106,11 @@ class HistoryIndex:
         self.dates: list[int] = []
         self.parents: list[list[int]] = []
         self.merge: list[bool] = []
-        self.changes: list[list[tuple[int, bytes | None, bytes | None]]] = []
         self.paths: list[str] = []
         self.path_id: dict[str, int] = {}
-        self.sites: dict[bytes, list[tuple[int, int]]] = {}  # oid -> [(commit, path id)]
-        self.versions: dict[int, list[tuple[int, bytes]]] = {}  # path -> [(commit, new oid)]
+        self._changes: list[bytes] = []  # commit -> _CHANGE records
+        self._sites: dict[bytes, bytes] = {}  # oid -> _SITE records
+        self._versions: dict[int, bytes] = {}  # path id -> _VERSION records, newest first
         self.key = ""
         #: True when ``max_changes`` stopped the build: older history is not in the index.
         self.truncated = False
@@ -130,8 +146,11 @@ class HistoryIndex:
 
     def _parse(self, tokens: Iterator[bytes], max_changes: int | None = None) -> None:
         parents_hex: list[list[str]] = []
+        changes: list[list[bytes]] = []
+        sites: dict[bytes, list[tuple[int, int]]] = {}
+        versions: dict[int, list[tuple[int, bytes]]] = {}
         cur = -1
-        changes = 0
+        n = 0
         for tok in tokens:
             if tok.startswith(b"\n"):
                 tok = tok[1:]
@@ -143,7 +162,7 @@ class HistoryIndex:
                 if h in self.pos:
                     cur = self.pos[h]  # -m: the same merge against its next parent
                     continue
-                if max_changes is not None and changes >= max_changes:
+                if max_changes is not None and n >= max_changes:
                     self.truncated = True
                     break
                 cur = len(self.commits)
@@ -152,7 +171,7 @@ class HistoryIndex:
                 self.dates.append(int(words[-1]) if len(words) > 1 else 0)
                 parents_hex.append(words[1:-1])
                 self.merge.append(len(words) > 3)
-                self.changes.append([])
+                changes.append([])
                 continue
             if tok[:1] == b":" and cur >= 0:
                 raw_path = next(tokens, None)
@@ -170,27 +189,27 @@ class HistoryIndex:
                 if pid is None:
                     pid = self.path_id[path] = len(self.paths)
                     self.paths.append(path)
-                self._add(cur, pid, old, new)
-                changes += 1
+                changes[cur].append(_CHANGE.pack(pid, old or _NULL, new or _NULL))
+                for oid in (old, new):
+                    if oid is not None:
+                        at = sites.setdefault(oid, [])
+                        if (cur, pid) not in at[-2:]:
+                            at.append((cur, pid))
+                if new is not None:
+                    vers = versions.setdefault(pid, [])
+                    if not vers or vers[-1][1] != new or vers[-1][0] != cur:
+                        vers.append((cur, new))
+                n += 1
         self.parents = [[self.pos[p] for p in ps if p in self.pos] for ps in parents_hex]
-
-    def _add(self, c: int, pid: int, old: bytes | None, new: bytes | None) -> None:
-        self.changes[c].append((pid, old, new))
-        for oid in (old, new):
-            if oid is not None:
-                sites = self.sites.setdefault(oid, [])
-                if (c, pid) not in sites[-2:]:
-                    sites.append((c, pid))
-        if new is not None:
-            vers = self.versions.setdefault(pid, [])
-            if not vers or vers[-1][1] != new or vers[-1][0] != c:
-                vers.append((c, new))
+        self._changes = [b"".join(c) for c in changes]
+        self._sites = {o: b"".join(_SITE.pack(*s) for s in at) for o, at in sites.items()}
+        self._versions = {p: b"".join(_VERSION.pack(*v) for v in vs) for p, vs in versions.items()}
 
     # -- disk cache ---------------------------------------------------------------------
     def save(self, path: Path) -> None:
         blob = marshal.dumps(
             (INDEX_VERSION, self.key, self.commits, self.dates, self.parents, self.merge,
-             self.changes, self.paths, self.sites, self.versions, self.truncated)
+             self._changes, self.paths, self._sites, self._versions, self.truncated)
         )  # fmt: skip
         tmp = path.with_name(f"{path.name}.{os.getpid()}")
         tmp.write_bytes(blob)
@@ -207,31 +226,51 @@ class HistoryIndex:
             return None
         index = cls()
         index.key = key
-        (_, _, index.commits, index.dates, index.parents, index.merge, index.changes,
-         index.paths, index.sites, index.versions, index.truncated) = data  # fmt: skip
+        (_, _, index.commits, index.dates, index.parents, index.merge, index._changes,
+         index.paths, index._sites, index._versions, index.truncated) = data  # fmt: skip
         index.pos = {h: i for i, h in enumerate(index.commits)}
         index.path_id = {p: i for i, p in enumerate(index.paths)}
         return index
 
     # -- queries ------------------------------------------------------------------------
+    def changes(self, c: int) -> list[tuple[int, bytes | None, bytes | None]]:
+        """Commit ``c``'s file changes: (path id, old blob, new blob), None for no blob."""
+        return [
+            (pid, None if old == _NULL else old, None if new == _NULL else new)
+            for pid, old, new in _CHANGE.iter_unpack(self._changes[c])
+        ]
+
+    def change_count(self) -> int:
+        return sum(len(c) for c in self._changes) // _CHANGE.size
+
+    def sites(self, oid: bytes) -> list[tuple[int, int]]:
+        """Where ``oid`` appears: (commit, path id), newest first."""
+        return list(_SITE.iter_unpack(self._sites.get(oid, b"")))
+
+    def versions(self, pid: int) -> list[tuple[int, bytes]]:
+        """The versions of path ``pid``: (commit, blob), newest first."""
+        return list(_VERSION.iter_unpack(self._versions.get(pid, b"")))
+
+    def version_count(self, pid: int) -> int:
+        return len(self._versions.get(pid, b"")) // _VERSION.size
+
     def paths_of(self, oid: bytes) -> set[str]:
-        return {self.paths[pid] for _, pid in self.sites.get(oid, ())}
+        return {self.paths[pid] for _, pid in self.sites(oid)}
 
     def changed(self, c: int) -> set[bytes]:
         """Blobs (both sides) a diff of commit ``c`` against its parent reads."""
         out: set[bytes] = set()
-        for _, old, new in self.changes[c]:
-            if old is not None:
-                out.add(old)
-            if new is not None:
-                out.add(new)
+        for _, old, new in _CHANGE.iter_unpack(self._changes[c]):
+            out.add(old)
+            out.add(new)
+        out.discard(_NULL)
         return out
 
     def commit_of_diff(self, oids: set[bytes], is_local: Callable[[bytes], bool]) -> int | None:
         """The non-merge commit whose diff reads exactly these (missing) blobs, if any."""
         first = next(iter(oids))
         best: int | None = None
-        for c, _ in self.sites.get(first, ()):
+        for c, _ in self.sites(first):
             if self.merge[c] or c == best:
                 continue
             changed = self.changed(c)
@@ -242,8 +281,8 @@ class HistoryIndex:
 
     def version_path(self, oid: bytes) -> int | None:
         """The path of which ``oid`` is a version (its newest site)."""
-        for _c, pid in self.sites.get(oid, ()):
-            if any(v == oid for _, v in self.versions.get(pid, ())):
+        for _c, pid in self.sites(oid):
+            if any(v == oid for _, v in self.versions(pid)):
                 return pid
         return None
 
@@ -579,7 +618,7 @@ class Predictor:
         if len(want) == 1 and cmd not in _TREE_COMMANDS and not intent.is_log:
             oid = next(iter(want))
             pid = ix.version_path(oid)
-            if pid is not None and len(ix.versions.get(pid, ())) > 1:
+            if pid is not None and ix.version_count(pid) > 1:
                 prev = self.last_single
                 repeat = (
                     prev is not None
@@ -609,7 +648,7 @@ class Predictor:
         path = ix.paths[pid]
         if allowed is not None and not allowed(path):
             return Plan()
-        versions = ix.versions.get(pid, [])
+        versions = ix.versions(pid)
         start = next((i for i, (_, v) in enumerate(versions) if v == oid), 0)
         # The versions older than the one asked for, newest first: what blame reads next.
         cands = [v for _, v in versions[start:]]
@@ -653,7 +692,7 @@ class Predictor:
             self._push_parents(s, nxt)
             if ix.merge[nxt]:
                 continue
-            changes = ix.changes[nxt]
+            changes = ix.changes(nxt)
             if spec is not None:
                 changes = [ch for ch in changes if spec(ix.paths[ch[0]])]
                 if not changes:

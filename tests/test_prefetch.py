@@ -9,6 +9,7 @@ predictor's pattern logic (no command line to go by) is checked on the real hist
 
 from __future__ import annotations
 
+import marshal
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from prefetch_bench import blobs_read, needed_bytes, pack_entries
 
 from lazygit.prefetch import (
+    INDEX_VERSION,
     HistoryIndex,
     Intent,
     Predictor,
@@ -152,7 +154,7 @@ def test_index_knows_versions_and_diffs(index: HistoryIndex, large: Published) -
     pid = index.path_id[HOT]
     versions = git(large.full, "log", "--all", "--format=", "--raw", "--no-abbrev", "--", HOT)
     expected = {ln.split()[3] for ln in versions.text.splitlines() if ln.startswith(":")}
-    assert {v.hex() for _, v in index.versions[pid]} == expected - {"0" * 40}
+    assert {v.hex() for _, v in index.versions(pid)} == expected - {"0" * 40}
     head = git(large.full, "rev-parse", "HEAD").text.strip()
     c = index.pos[head]
     diff = git(large.full, "diff-tree", "--no-abbrev", "-r", "--no-renames", "HEAD").text
@@ -165,19 +167,37 @@ def test_index_of_a_huge_history_stops_at_its_limit(index: HistoryIndex, large: 
     with the same changes as the full index, stops git, and says it is truncated; the
     streaming parse reads the same index as one read of git's whole output would."""
     assert not index.truncated
-    total = sum(map(len, index.changes))
+    total = index.change_count()
     limit = total // 3
     small = HistoryIndex.build(large.full / ".git", max_changes=limit)
     assert small.truncated
     n = len(small.commits)
     assert 0 < n < len(index.commits)
     assert small.commits == index.commits[:n]
-    assert small.changes == index.changes[:n]
-    assert limit <= sum(map(len, small.changes)) < limit + max(map(len, index.changes)) + 1
+    assert all(small.changes(c) == index.changes(c) for c in range(n))
+    most = max(len(index.changes(c)) for c in range(len(index.commits)))
+    assert limit <= small.change_count() < limit + most + 1
     assert all(p < n for ps in small.parents for p in ps)
     whole = HistoryIndex.build(large.full / ".git", max_changes=total + 1)
-    assert not whole.truncated and whole.changes == index.changes
-    assert whole.sites == index.sites and whole.versions == index.versions
+    assert not whole.truncated and vars(whole) == vars(index)
+
+
+def test_index_saved_and_loaded_answers_alike(
+    index: HistoryIndex, large: Published, tmp_path: Path
+) -> None:
+    """The cached index is the built one (a cold daemon loads it on git's time), and a
+    stale key or another format version is not taken."""
+    index.save(tmp_path / "history.idx")
+    loaded = HistoryIndex.load(tmp_path / "history.idx", index.key)
+    assert loaded is not None and vars(loaded) == vars(index)
+    pid = index.path_id[HOT]
+    oid = index.versions(pid)[3][1]
+    assert loaded.version_path(oid) == pid and (HOT in loaded.paths_of(oid))
+    c = index.pos[git(large.full, "rev-parse", "HEAD").text.strip()]
+    assert loaded.changes(c) == index.changes(c) and loaded.changed(c)
+    assert HistoryIndex.load(tmp_path / "history.idx", "another key") is None
+    (tmp_path / "old.idx").write_bytes(marshal.dumps((INDEX_VERSION - 1, index.key)))
+    assert HistoryIndex.load(tmp_path / "old.idx", index.key) is None
 
 
 def test_index_of_an_empty_repository_keeps_its_key(tmp_path: Path) -> None:
@@ -189,7 +209,7 @@ def test_index_of_an_empty_repository_keeps_its_key(tmp_path: Path) -> None:
 
 def test_blame_pattern_needs_two_requests(index: HistoryIndex, large: Published) -> None:
     p = predictor(large, index, set())
-    versions = list(dict.fromkeys(v for _, v in index.versions[index.path_id[HOT]]))
+    versions = list(dict.fromkeys(v for _, v in index.versions(index.path_id[HOT])))
     first = p.plan([versions[0]], Intent(), 1 << 30)
     assert not first.oids  # a single `git show`: nothing extra
     second = p.plan([versions[1]], Intent(), 1 << 30)
@@ -213,7 +233,7 @@ def test_log_pattern_grows_its_window(index: HistoryIndex, large: Published) -> 
 
 def test_budget_bounds_a_trigger(index: HistoryIndex, large: Published) -> None:
     p = predictor(large, index, set())
-    versions = list(dict.fromkeys(v for _, v in index.versions[index.path_id[HOT]]))
+    versions = list(dict.fromkeys(v for _, v in index.versions(index.path_id[HOT])))
     p.plan([versions[0]], Intent(), 10_000)
     plan = p.plan([versions[1]], Intent(), 10_000)
     assert len(plan.oids) == 10 and plan.bytes == 10_000
