@@ -304,6 +304,10 @@ def test_iter_multipart_preamble_and_padding() -> None:
         b"--XYjunk\r\nContent-Range: bytes 0-2/10\r\n\r\nabc\r\n--XY--",
         b"--XY\r\n" + b"x" * 200_000,
         b"x" * 200_000,
+        # nginx's shape (the parser's fast path): impossible range, part longer than stated
+        b"\r\n--XY\r\nContent-Type: x\r\nContent-Range: bytes 5-2/10\r\n\r\nabc\r\n--XY--",
+        b"\r\n--XY\r\nContent-Type: x\r\nContent-Range: bytes 0-2/10\r\n\r\nabcdef\r\n--XY--",
+        b"\r\n--XY\r\nContent-Type: x\r\nContent-Range: bytes 0-2/10\r\n\r\nabc\r\n--XYZ\r\n",
     ],
 )
 def test_iter_multipart_garbage(body: bytes) -> None:
