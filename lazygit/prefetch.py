@@ -805,9 +805,8 @@ class Predictor:
                 continue
             if allowed is not None and not allowed(path):
                 continue
-            if not self.is_local(oid):
-                out.append(oid)
-        return self._take(out, budget, f"{intent.command} tree")
+            out.append(oid)
+        return self._take(out, budget, f"{intent.command} tree")  # (it skips local blobs)
 
     def _rev_tree(self, rev: str) -> str | None:
         if rev not in self.rev_trees:
