@@ -13,7 +13,11 @@ from collections.abc import Iterable, Iterator
 
 from lazygit.errors import CorruptDataError
 
-_CONTENT_RANGE = re.compile(r"bytes[ \t]+(\d+)[ \t]*-[ \t]*(\d+)[ \t]*/[ \t]*(\d+|\*)", re.ASCII)
+#: At most 20 digits: int() refuses longer strings (> 4300 digits) with a ValueError, and no
+#: file is 10^20 bytes long.
+_CONTENT_RANGE = re.compile(
+    r"bytes[ \t]+(\d{1,20})[ \t]*-[ \t]*(\d{1,20})[ \t]*/[ \t]*(\d{1,20}|\*)", re.ASCII
+)
 _BOUNDARY = re.compile(r'boundary[ \t]*=[ \t]*(?:"([^"]*)"|([^;, \t]+))', re.ASCII | re.I)
 
 #: Bound on a preamble or a part's header block, so garbage cannot grow memory unboundedly.
@@ -22,7 +26,7 @@ _MAX_HEADER_BYTES = 64 * 1024
 
 #: A part's headers exactly as nginx writes them (what the fast path of iter_multipart takes).
 _NGINX_PART_HEADERS = re.compile(
-    rb"Content-Type: [^\r\n]*\r\nContent-Range: bytes (\d+)-(\d+)/(\d+)\r\n\r\n"
+    rb"Content-Type: [^\r\n]*\r\nContent-Range: bytes (\d{1,20})-(\d{1,20})/(\d{1,20})\r\n\r\n"
 )
 
 

@@ -36,7 +36,8 @@ def decode_loose(oid: bytes, data: bytes) -> LooseObject:
         ) from None
     header, nul, content = raw.partition(b"\0")
     kind, _, size = header.partition(b" ")
-    if not nul or kind not in TYPE_NUMS or not size.isdigit() or int(size) != len(content):
+    sized = size.isdigit() and len(size) <= 20  # int() refuses over 4,300 digits
+    if not nul or kind not in TYPE_NUMS or not sized or int(size) != len(content):
         raise CorruptDataError(f"loose object {oid.hex()} from the server is malformed")
     if hashlib.sha1(raw).digest() != oid:
         raise CorruptDataError(f"loose object {oid.hex()} from the server has the wrong content")

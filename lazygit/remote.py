@@ -115,13 +115,22 @@ def _retryable(exc: LazyGitError, retry_after: float | None = None) -> LazyGitEr
     return exc
 
 
+def _decimal(text: str | None) -> int | None:
+    """A header's non-negative integer (ASCII digits, at most 20), else None: str.isdigit()
+    also takes digits like '²' that int() refuses, and int() refuses 4,301 digits or more."""
+    if text is None or not 0 < len(text) <= 20 or not text.isascii() or not text.isdigit():
+        return None
+    return int(text)
+
+
 def _parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent/bad."""
     if not value:
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
+        seconds = _decimal(value)
+        return None if seconds is None else float(seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -653,8 +662,8 @@ class DumbRemote:
             and modified != info.last_modified
         )
         if whole and not changed:
-            length = resp.headers.get("content-length")
-            changed = length is not None and length.isdigit() and int(length) != info.size
+            length = _decimal(resp.headers.get("content-length"))
+            changed = length is not None and length != info.size
         if changed:
             raise self._changed(info)
 
@@ -687,10 +696,10 @@ class DumbRemote:
     def _stat(self, path: str) -> FileInfo:
         with self._request("HEAD", path) as resp:
             status = resp.status_code
-            length = resp.headers.get("content-length")
-            if status == 200 and length is not None and length.isdigit():
+            length = _decimal(resp.headers.get("content-length"))
+            if status == 200 and length is not None:
                 return FileInfo(
-                    path, int(length), resp.headers.get("etag"), resp.headers.get("last-modified")
+                    path, length, resp.headers.get("etag"), resp.headers.get("last-modified")
                 )
             if status not in (200, 405, 501):
                 raise self._status_error(resp)
@@ -705,12 +714,13 @@ class DumbRemote:
                 for _ in self._chunks(resp):
                     pass
                 return FileInfo(path, total, etag, modified)
-            if status == 416 and crange.startswith("bytes */") and crange[8:].isdigit():
-                return FileInfo(path, int(crange[8:]), etag, modified)
+            size = _decimal(crange[8:]) if crange.startswith("bytes */") else None
+            if status == 416 and size is not None:
+                return FileInfo(path, size, etag, modified)
             if status == 200:
-                length = resp.headers.get("content-length")
-                if length is not None and length.isdigit():
-                    return FileInfo(path, int(length), etag, modified)
+                length = _decimal(resp.headers.get("content-length"))
+                if length is not None:
+                    return FileInfo(path, length, etag, modified)
                 raise RemoteError(f"{_redact(str(resp.url))}: the server hides the size")
             raise self._status_error(resp)
 

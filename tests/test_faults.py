@@ -55,6 +55,11 @@ TRANSIENT: dict[str, list[Rule]] = {
         Rule("retry_after", path=r"/info/refs$", nth={1}, retry_after="1"),
         Rule("retry_after", path=PACK, nth={2}, retry_after="1"),
     ],
+    # Retry-After values int() and float() refuse: ignored, the backoff applies.
+    "http-429-odd-retry-after": [
+        Rule("retry_after", path=r"/info/refs$", nth={1}, retry_after="\u00b2"),
+        Rule("retry_after", path=PACK, nth={2}, retry_after="9" * 5000),
+    ],
     "range-ignored": [Rule("ignore_range", path=PACK)],
     "random-mix": [
         Rule("reset", probability=0.08),

@@ -176,7 +176,9 @@ def test_parse_content_range() -> None:
     assert parse_content_range("bytes 0-9/100") == (0, 10, 100)
     assert parse_content_range("bytes 5-5/*") == (5, 6, None)
     assert parse_content_range(" bytes  7-8/9 ") == (7, 9, 9)
-    for bad in ["", "bytes 9-0/100", "bytes 0-100/100", "bytes */100", "items 0-1/2", "0-1/2"]:
+    digits = "1" * 5000  # int() raises ValueError beyond 4,300 digits
+    for bad in ["", "bytes 9-0/100", "bytes 0-100/100", "bytes */100", "items 0-1/2", "0-1/2",
+                f"bytes {digits}-2/3", f"bytes 0-1/{digits}", "bytes 0-1/" + "9" * 21]:  # fmt: skip
         with pytest.raises(CorruptDataError):
             parse_content_range(bad)
 
@@ -308,6 +310,7 @@ def test_iter_multipart_preamble_and_padding() -> None:
         b"\r\n--XY\r\nContent-Type: x\r\nContent-Range: bytes 5-2/10\r\n\r\nabc\r\n--XY--",
         b"\r\n--XY\r\nContent-Type: x\r\nContent-Range: bytes 0-2/10\r\n\r\nabcdef\r\n--XY--",
         b"\r\n--XY\r\nContent-Type: x\r\nContent-Range: bytes 0-2/10\r\n\r\nabc\r\n--XYZ\r\n",
+        b"\r\n--XY\r\nContent-Type: x\r\nContent-Range: bytes 0-2/" + b"9" * 5000 + b"\r\n\r\n",
     ],
 )
 def test_iter_multipart_garbage(body: bytes) -> None:
