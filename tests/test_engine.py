@@ -197,3 +197,45 @@ def test_lazy_fetch_follows_a_server_repack(
         assert {p["name"] for p in doc["packs"]} == new
     finally:
         stop_daemon(dest / ".git")
+
+
+def test_a_big_batch_lands_as_two_packs_of_whole_delta_families(
+    large: Published, nginx, tmp_path: Path
+) -> None:
+    """A batch of SPLIT_BATCH_OBJECTS or more is indexed as two packs at once.  Nothing is
+    local to base a delta on, so each pack must hold whole delta families: a delta whose
+    base went to the other pack would leave index-pack --fix-thin an unresolved delta."""
+    from lazygit.catalog import Catalog
+    from lazygit.config import Settings
+    from lazygit.fetch import SPLIT_BATCH_OBJECTS, FetchEngine
+    from lazygit.localrepo import LocalRepo
+    from lazygit.remote import DumbRemote
+
+    dest = tmp_path / "lazy"
+    subprocess.run(
+        ["lazygit", "clone", "-q", "--no-checkout", nginx.url(large.name), str(dest)], check=True
+    )
+    stop_daemon(dest / ".git")
+    git_dir = dest / ".git"
+    listing = run(dest, "ls-tree", "-r", "HEAD").decode().splitlines()
+    blobs = [bytes.fromhex(ln.split()[2]) for ln in listing if ln.split()[1] == "blob"]
+    settings = Settings.load(git_dir)
+    repo = LocalRepo(git_dir, None)
+    catalog = Catalog.open(repo.state_dir, lambda u: DumbRemote(u, settings, git_dir=git_dir))
+    try:
+        stats = FetchEngine(catalog, repo, settings).fetch(blobs)
+    finally:
+        for remote in catalog.remotes():
+            remote.close()
+    assert stats.objects >= SPLIT_BATCH_OBJECTS
+    assert len(stats.packs) == 2
+    for name in stats.packs:
+        pack_dir = git_dir / "objects" / "pack"
+        assert (pack_dir / f"{name}.idx").exists() and (pack_dir / f"{name}.promisor").exists()
+    no_fetch = {**ENV, "GIT_NO_LAZY_FETCH": "1"}
+    subprocess.run(["git", "-C", str(dest), "checkout", "-q", "HEAD", "--", "."], check=True,
+                   env=no_fetch)  # fmt: skip
+    for ln in listing[:: max(1, len(listing) // 50)]:
+        path = ln.split("\t", 1)[1]
+        assert (dest / path).read_bytes() == (large.full / path).read_bytes(), path
+    subprocess.run(["git", "-C", str(dest), "fsck"], check=True, env=no_fetch)
