@@ -825,12 +825,23 @@ class FetchEngine:
         groups = self._split(spooled) if len(spooled) >= SPLIT_BATCH_OBJECTS else [spooled]
         if len(groups) == 1 or (os.cpu_count() or 1) < 2:
             return [self._write_group(spool, spooled, loose)]
-        stop = threading.Event()
-        other = _Background(
-            lambda _read: self._write_group(spool, groups[1], [], stop), self.reader, stop
-        )
+        stop, failed = threading.Event(), threading.Event()
+
+        def second(_read: Reader) -> str:
+            try:
+                return self._write_group(spool, groups[1], [], stop)
+            except BaseException:
+                failed.set()  # the first group stops too
+                raise
+
+        other = _Background(second, self.reader, stop)
         try:
-            return [self._write_group(spool, groups[0], loose), other.result()]
+            try:
+                first = self._write_group(spool, groups[0], loose, failed)
+            except _Cancelled:
+                other.result()  # raises what stopped the second group
+                raise
+            return [first, other.result()]
         except BaseException:
             other.cancel()  # no index-pack may outlive the batch
             raise

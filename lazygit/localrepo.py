@@ -183,7 +183,9 @@ class LocalRepo:
         except BaseException:
             # Interrupted while writing or while index-pack finishes: it must not outlive
             # us, or it writes its files into a repository the caller is removing.  SIGTERM
-            # first: git then removes its temporary pack files itself.
+            # first.  (git 2.39's index-pack, stopped so or rejecting the data, leaves its
+            # objects/pack/tmp_pack_* behind: invisible to git, pruned by `git gc` after
+            # two weeks.)
             proc.terminate()
             try:
                 proc.wait(timeout=5)

@@ -239,3 +239,53 @@ def test_a_big_batch_lands_as_two_packs_of_whole_delta_families(
         path = ln.split("\t", 1)[1]
         assert (dest / path).read_bytes() == (large.full / path).read_bytes(), path
     subprocess.run(["git", "-C", str(dest), "fsck"], check=True, env=no_fetch)
+
+
+def test_a_damaged_half_of_a_big_batch_stops_both_and_is_read_again(
+    large: Published, nginx, tmp_path: Path
+) -> None:
+    """Bytes flipped in one response of a two-pack batch: that pack's index-pack rejects
+    them, the other pack's writer stops, and the batch is read once more (intact now).  git
+    sees no partial pack, and what landed is what a full clone has.  (Both stopped
+    index-packs leave a tmp_pack_* file, as git 2.39 does: invisible to git.)"""
+    from faultproxy import FaultProxy, Rule
+
+    from lazygit.catalog import Catalog
+    from lazygit.config import Settings
+    from lazygit.fetch import FetchEngine
+    from lazygit.localrepo import LocalRepo
+    from lazygit.remote import DumbRemote
+
+    dest = tmp_path / "lazy"
+    subprocess.run(
+        ["lazygit", "clone", "-q", "--no-checkout", nginx.url(large.name), str(dest)], check=True
+    )
+    stop_daemon(dest / ".git")
+    git_dir = dest / ".git"
+    listing = run(dest, "ls-tree", "-r", "HEAD").decode().splitlines()
+    blobs = [bytes.fromhex(ln.split()[2]) for ln in listing if ln.split()[1] == "blob"]
+    settings = Settings.load(git_dir)
+    repo = LocalRepo(git_dir, None)
+    with FaultProxy(nginx.port) as proxy:
+        proxy.rules = [Rule("flip", path=r"\.pack$", nth={3})]
+
+        def connect(url: str) -> DumbRemote:
+            return DumbRemote(url.replace(nginx.url(""), proxy.url("")), settings, git_dir=git_dir)
+
+        catalog = Catalog.open(repo.state_dir, connect)
+        try:
+            stats = FetchEngine(catalog, repo, settings).fetch(blobs)
+        finally:
+            for remote in catalog.remotes():
+                remote.close()
+        assert proxy.fired["flip"] == 1
+    assert len(stats.packs) == 2
+    pack_dir = git_dir / "objects" / "pack"
+    assert all(p.with_suffix(".idx").exists() for p in pack_dir.glob("pack-*.pack"))
+    no_fetch = {**ENV, "GIT_NO_LAZY_FETCH": "1"}
+    subprocess.run(["git", "-C", str(dest), "checkout", "-q", "HEAD", "--", "."], check=True,
+                   env=no_fetch)  # fmt: skip
+    for ln in listing[:: max(1, len(listing) // 50)]:
+        path = ln.split("\t", 1)[1]
+        assert (dest / path).read_bytes() == (large.full / path).read_bytes(), path
+    subprocess.run(["git", "-C", str(dest), "fsck"], check=True, env=no_fetch)
