@@ -9,8 +9,11 @@ pack indexes with dulwich when first used.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -162,12 +165,47 @@ class LocalRepo:
         """Stream a pack into ``git index-pack --stdin --promisor``; return its name.
 
         ``write`` gets index-pack's stdin.  index-pack checks every object's hash and writes
-        the pack, its .idx and the .promisor file atomically; on failure it leaves nothing.
+        the pack, its .idx and the .promisor file.  It does so in a staging object directory
+        (the repository's objects as its alternate, for --fix-thin bases), from which the
+        files move into objects/pack, the .idx last: git 2.39's index-pack leaves its
+        tmp_pack_* behind when it rejects the data or is stopped, and a failed batch must
+        leave nothing.
         """
+        tmp = self.state_dir / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        _drop_stale_stages(tmp)
+        stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=tmp))
+        try:
+            (stage / "pack").mkdir()
+            name = self._index_pack(write, promisor, fix_thin, stage)
+            if name:
+                self._land(stage / "pack", name)
+            return name
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def _land(self, staged: Path, name: str) -> None:
+        """Move pack ``name``'s files into objects/pack; git sees a pack by its .idx."""
+        pack_dir = self.objects_dir / "pack"
+        files = sorted(staged.glob(f"{name}.*"), key=lambda f: f.suffix == ".idx")
+        for f in files:
+            os.replace(f, pack_dir / f.name)
+
+    def _index_pack(
+        self, write: Callable[[IO[bytes]], None], promisor: str, fix_thin: bool, stage: Path
+    ) -> str:
         args = ["index-pack", "--stdin", f"--promisor={promisor}"]
         if fix_thin:
             args.append("--fix-thin")
-        proc = popen_git(args, cwd=self.cwd, env={"GIT_DIR": str(self.git_dir)})
+        alternates = os.pathsep.join(
+            p for p in (str(self.objects_dir), os.environ.get(_ALTERNATES_ENV)) if p
+        )
+        env = {
+            "GIT_DIR": str(self.git_dir),
+            "GIT_OBJECT_DIRECTORY": str(stage),
+            _ALTERNATES_ENV: alternates,
+        }
+        proc = popen_git(args, cwd=self.cwd, env=env)
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         err_chunks: list[bytes] = []
         reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
@@ -182,10 +220,7 @@ class LocalRepo:
             proc.wait()
         except BaseException:
             # Interrupted while writing or while index-pack finishes: it must not outlive
-            # us, or it writes its files into a repository the caller is removing.  SIGTERM
-            # first.  (git 2.39's index-pack, stopped so or rejecting the data, leaves its
-            # objects/pack/tmp_pack_* behind: invisible to git, pruned by `git gc` after
-            # two weeks.)
+            # us, or it writes its files into a repository the caller is removing.
             proc.terminate()
             try:
                 proc.wait(timeout=5)
@@ -220,6 +255,23 @@ class LocalRepo:
 
     def local_objects(self) -> LocalObjects:
         return LocalObjects(self.objects_dir)
+
+
+#: Staging object directories of index-pack runs, under .git/lazygit/tmp.
+STAGE_PREFIX = "index-pack-"
+#: A staging directory this old was left by a process that was killed (SIGKILL).
+STALE_STAGE_SECONDS = 24 * 3600
+_ALTERNATES_ENV = "GIT_ALTERNATE_OBJECT_DIRECTORIES"
+
+
+def _drop_stale_stages(tmp: Path) -> None:
+    now = time.time()
+    for d in tmp.glob(f"{STAGE_PREFIX}*"):
+        try:
+            if now - d.stat().st_mtime > STALE_STAGE_SECONDS:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            continue
 
 
 class LocalObjects:

@@ -265,9 +265,10 @@ def test_a_damaged_half_of_a_big_batch_stops_both_and_is_read_again(
     large: Published, nginx, tmp_path: Path
 ) -> None:
     """Bytes flipped in one response of a two-pack batch: that pack's index-pack rejects
-    them, the other pack's writer stops, and the batch is read once more (intact now).  git
-    sees no partial pack, and what landed is what a full clone has.  (Both stopped
-    index-packs leave a tmp_pack_* file, as git 2.39 does: invisible to git.)"""
+    them, the other pack's writer stops, and the batch is read once more (intact now).  No
+    temporary file is left (git 2.39's index-pack leaves its tmp_pack_* when it rejects data
+    or is stopped: it runs in a staging directory), and what landed is what a full clone
+    has."""
     from faultproxy import FaultProxy, Rule
 
     dest = tmp_path / "lazy"
@@ -278,4 +279,7 @@ def test_a_damaged_half_of_a_big_batch_stops_both_and_is_read_again(
         )
         assert proxy.fired["flip"] == 1
     assert len(stats.packs) == 2
+    pack_dir = dest / ".git" / "objects" / "pack"
+    assert not [p.name for p in pack_dir.iterdir() if p.name.startswith("tmp_")]
+    assert not list((dest / ".git" / "lazygit" / "tmp").iterdir())
     _checks_out_as_full(large, dest, listing)
