@@ -44,8 +44,8 @@ from lazygit.ranges import Extent, coalesce
 PROMISOR_MESSAGE = "lazygit"
 #: A batch of at least this many objects is written as two packs, indexed at once by two
 #: `git index-pack` processes: index-pack spends ~55 us per object, most of it in one
-#: thread, and a 7,403-object batch took 0.63-0.69 s to index as one pack, 0.43-0.49 s
-#: as two (2 cores).
+#: thread, and a 7,403-object batch took 0.63-0.69 s to index as one pack, 0.44-0.49 s
+#: as two in 3 of 4 runs (0.73 s in one; 2 cores).
 SPLIT_BATCH_OBJECTS = 2000
 
 
