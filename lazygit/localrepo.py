@@ -8,6 +8,7 @@ pack indexes with dulwich when first used.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -172,14 +173,21 @@ class LocalRepo:
         leave nothing.
         """
         tmp = self.state_dir / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        _drop_stale_stages(tmp)
-        stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=tmp))
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+            _drop_stale_stages(tmp)
+            stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=tmp))
+        except OSError as exc:
+            raise DestinationError(f"cannot write to {tmp}: {exc.strerror or exc}") from None
         try:
             (stage / "pack").mkdir()
             name = self._index_pack(write, promisor, fix_thin, stage)
             if name:
-                self._land(stage / "pack", name)
+                try:
+                    self._land(stage / "pack", name)
+                except OSError as exc:
+                    why = exc.strerror or exc
+                    raise DestinationError(f"cannot write to {self.objects_dir}: {why}") from None
             return name
         finally:
             shutil.rmtree(stage, ignore_errors=True)
@@ -189,7 +197,18 @@ class LocalRepo:
         pack_dir = self.objects_dir / "pack"
         files = sorted(staged.glob(f"{name}.*"), key=lambda f: f.suffix == ".idx")
         for f in files:
-            os.replace(f, pack_dir / f.name)
+            try:
+                os.replace(f, pack_dir / f.name)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                # objects/ on another file system: copy beside the target, then rename.
+                near = pack_dir / f"tmp_lazygit_{f.name}"
+                try:
+                    shutil.copyfile(f, near)
+                    os.replace(near, pack_dir / f.name)
+                finally:
+                    near.unlink(missing_ok=True)
 
     def _index_pack(
         self, write: Callable[[IO[bytes]], None], promisor: str, fix_thin: bool, stage: Path

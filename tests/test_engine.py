@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import Published, stop_daemon
 
 from lazygit.fetch import FetchStats
@@ -283,3 +284,32 @@ def test_a_damaged_half_of_a_big_batch_stops_both_and_is_read_again(
     assert not [p.name for p in pack_dir.iterdir() if p.name.startswith("tmp_")]
     assert not list((dest / ".git" / "lazygit" / "tmp").iterdir())
     _checks_out_as_full(large, dest, listing)
+
+
+def test_a_pack_lands_across_file_systems(tmp_path: Path) -> None:
+    """objects/ on another file system than .git/lazygit/tmp (a symlinked object store):
+    the staged pack is copied beside its target and renamed, the .idx last."""
+    import shutil
+    import tempfile
+
+    from lazygit.localrepo import LocalRepo
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on a file system of its own")
+    objects = Path(tempfile.mkdtemp(dir=shm, prefix="lazygit-test-objects-"))
+    try:
+        git_dir = tmp_path / "repo.git"
+        subprocess.run(["git", "init", "-q", "--bare", str(git_dir)], check=True)
+        shutil.rmtree(git_dir / "objects")
+        (objects / "pack").mkdir()
+        (git_dir / "objects").symlink_to(objects)
+        staged = tmp_path / "stage"
+        staged.mkdir()
+        for suffix in (".idx", ".pack", ".promisor"):
+            (staged / f"pack-1234{suffix}").write_bytes(suffix.encode())
+        LocalRepo(git_dir, None)._land(staged, "pack-1234")
+        landed = {p.name: p.read_bytes() for p in (objects / "pack").iterdir()}
+        assert landed == {f"pack-1234{s}": s.encode() for s in (".idx", ".pack", ".promisor")}
+    finally:
+        shutil.rmtree(objects, ignore_errors=True)
