@@ -373,9 +373,9 @@ class Intent:
             if a in ("-n", "--max-count") and i + 1 < len(args):
                 return _int(args[i + 1])
             if a.startswith("-n") and a[2:].isdigit():
-                return int(a[2:])
+                return _int(a[2:])
             if a[:1] == "-" and a[1:].isdigit():
-                return int(a[1:])
+                return _int(a[1:])
         return None
 
     def pathspec(self) -> list[str]:

@@ -250,6 +250,9 @@ def test_intent_parsing(tmp_path: Path) -> None:
     assert log.is_log and log.max_count() == 300 and log.pathspec() == ["src"]
     assert Intent("log", ["--oneline"]).is_log is False
     assert Intent("log", ["-n", "5", "--stat"]).max_count() == 5
+    # str.isdigit() takes digits int() refuses: no count, not a ValueError in the daemon
+    assert Intent("log", ["-n\u00b2"]).max_count() is None
+    assert Intent("log", ["-\u00b2"]).max_count() is None
     match = pathspec_matcher(["src/net", "*.md"])
     assert match is not None
     assert match("src/net/a.py") and match("README.md") and not match("src/netx/a.py")
