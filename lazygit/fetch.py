@@ -822,8 +822,9 @@ class FetchEngine:
         """The batch as one pack, or as two indexed at once when it is big (each holds whole
         delta families: a pack's deltas may name only its own or local objects)."""
         spool.flush()  # the groups read it by pread, each in its own thread
-        groups = self._split(spooled) if len(spooled) >= SPLIT_BATCH_OBJECTS else [spooled]
-        if len(groups) == 1 or (os.cpu_count() or 1) < 2:
+        big = len(spooled) >= SPLIT_BATCH_OBJECTS and (os.cpu_count() or 1) >= 2
+        groups = self._split(spooled) if big else [spooled]
+        if len(groups) == 1:
             return [self._write_group(spool, spooled, loose)]
         stop, failed = threading.Event(), threading.Event()
 
