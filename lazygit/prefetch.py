@@ -96,7 +96,7 @@ class HistoryIndex:
 
     The per-blob, per-path and per-commit lists are kept packed (one bytes object each,
     decoded when asked): a cold daemon loads the index on the path of the command that
-    started it, and ~10^5 small tuples took 45-60 ms to unmarshal where ~3*10^4 bytes
+    started it, and ~10^5 small tuples took 42-62 ms to unmarshal where ~3*10^4 bytes
     objects take a few.
     """
 
