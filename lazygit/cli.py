@@ -25,6 +25,24 @@ app.add_typer(hooks_app, name="hooks")
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        version()
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Cheap clones of huge git repositories from plain static HTTP hosting."""
+
+
 def _say(quiet: bool, message: str) -> None:
     if not quiet:
         typer.echo(message, err=True)

@@ -190,6 +190,16 @@ def test_ctrl_c_while_the_cli_loads_is_one_line(tmp_path: Path) -> None:
     assert proc.stderr == "lazygit: interrupted\n"
 
 
+def test_version() -> None:
+    from lazygit import __version__
+
+    for prog in (["lazygit"], ["git", "lazy"]):
+        proc = subprocess.run(
+            [*prog, "--version"], capture_output=True, text=True, env=env(), timeout=60
+        )
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"lazygit {__version__}\n", "")
+
+
 @pytest.mark.parametrize(
     ("args", "hint"),
     [(["daemn"], "'demo'"), (["sparse", "sett"], "'set'")],
