@@ -666,6 +666,8 @@ def test_offline_fails_fast_with_a_clear_message(
         git(lazy, "config", "lazygit.readTimeout", "2")
         git(lazy, "config", "lazygit.daemonTimeout", "20")
         git(lazy, "config", "lazygit.prefetchBytes", "0")
+        # Retries of a server that answered before, quick ones: the default six back off ~10 s.
+        git(lazy, "config", "lazygit.retryBackoff", "0.05")
         blobs = missing_among(lazy, tree_blobs(lazy, "HEAD", "src"))
         git(lazy, "cat-file", "-p", blobs[0])  # the daemon is warm and connected
         port = server.port
@@ -685,6 +687,7 @@ def test_offline_fails_fast_with_a_clear_message(
     assert "cannot reach" in lazy_fetch_fails(blobs[2])
     # A server that accepts connections but never answers (fewer retries: a shorter test).
     git(lazy, "config", "lazygit.retries", "1")
+    git(lazy, "config", "lazygit.readTimeout", "0.5")
     stop_daemon(lazy / ".git")  # a daemon reads its settings once, at start
     with socket.socket() as black_hole:
         black_hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -328,11 +328,13 @@ def test_redirects(single416: RangeServer, data_file: bytes) -> None:
 
 
 def test_read_timeout_is_one_line(single416: RangeServer, data_file: bytes) -> None:
-    s = Settings(connectTimeout=5, readTimeout=0.3)
+    # (Two quick retries: the default six would spend ~10 s backing off.)
+    s = Settings(connectTimeout=5, readTimeout=0.3, retries=2, retryBackoff=0.05)
     r = DumbRemote(single416.url(f"slow/{DATA_DIR}"), s)
     with r, pytest.raises(RemoteError, match=r"cannot reach 127\.0\.0\.1:\d+: no data") as info:
         r.get_bytes("tiny.bin")
     assert "\n" not in str(info.value)
+    assert str(info.value).count("3 attempts") == 1, info.value
 
 
 # -- stat, get_bytes, iter_file --------------------------------------------------------------
@@ -634,7 +636,8 @@ def test_corrupt_multipart_is_corrupt_data() -> None:
     t = threading.Thread(target=httpd.serve_forever, daemon=True)
     t.start()
     try:
-        with DumbRemote(f"http://127.0.0.1:{httpd.server_address[1]}/", settings()) as r:
+        quick = settings(retries=2, retryBackoff=0.05)  # (the default six: ~10 s of backoff)
+        with DumbRemote(f"http://127.0.0.1:{httpd.server_address[1]}/", quick) as r:
             info = r.stat("f")
             r._mode = RangeMode.MULTI  # the probe would (rightly) settle for SINGLE here
             with pytest.raises(CorruptDataError):
