@@ -97,15 +97,27 @@ def blobs_read(full: Path, name: str) -> set[str]:
 
 
 def stop_daemon(repo: Path) -> None:
+    """Stop a lazy clone's daemon, so the next command starts it cold."""
     info = repo / ".git" / "lazygit" / "daemon.json"
     try:
         pid = json.loads(info.read_text())["pid"]
         os.kill(pid, 15)
-        for _ in range(250):
-            os.kill(pid, 0)
-            time.sleep(0.02)
     except (OSError, ValueError, KeyError):
-        pass
+        return
+    for _ in range(250):
+        if not running(pid):
+            return
+        time.sleep(0.02)
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` still runs.  A zombie does not: a detached daemon's parent is
+    init, which in some containers reaps only every second or two."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def timed(server: Nginx, repo: Path, args: list[str]) -> tuple[float, int, bytes]:

@@ -34,10 +34,15 @@ from servers import Nginx  # noqa: E402
 from lazygit import sample  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prefetch_bench import blobs_read, needed_bytes, pack_entries  # noqa: E402
+from prefetch_bench import (  # noqa: E402
+    BENCH,
+    blobs_read,
+    needed_bytes,
+    pack_entries,
+    stop_daemon,
+)
 
 #: The benchmark repository: LARGE's history with a 5,000-file tree at HEAD.
-BENCH = dataclasses.replace(sample.LARGE, files=5000, dirs=120)
 SIZES = {"bench": BENCH, "large": sample.LARGE, "small": sample.SMALL, "tiny": sample.TINY}
 GIT_ENV = {
     **os.environ,
@@ -168,21 +173,6 @@ def measure(servers: list[Nginx], step: Callable[[], None]) -> Sample:
         rss_mb=_PEAK_RSS_KB[0] / 1024,
         server_cpu=max(0.0, busy - cpu),
     )
-
-
-def stop_daemon(repo: Path) -> None:
-    """Stop a lazy clone's daemon, so the next command starts it cold."""
-    info = repo / ".git" / "lazygit" / "daemon.json"
-    if not info.exists():
-        return
-    pid = json.loads(info.read_text())["pid"]
-    try:
-        os.kill(pid, 15)
-        for _ in range(250):
-            os.kill(pid, 0)
-            time.sleep(0.02)
-    except ProcessLookupError:
-        pass
 
 
 class Bench:

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import Published, stop_daemon
+from conftest import Published, running, stop_daemon
 
 from lazygit import daemonclient
 from lazygit.errors import DaemonError
@@ -168,9 +168,7 @@ def test_clone_prestarts_and_idle_daemon_exits(small: Published, nginx, tmp_path
         # It read daemonIdleSeconds=2 from the environment it was started in; it goes away.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not running(pid):
                 break
             time.sleep(0.1)
         else:
