@@ -332,12 +332,12 @@ class Daemon:
             self.git_dir, index, is_local=self.local.__contains__, size_of=self._pack_size
         )
         self._history_checked = time.monotonic()
-        self.history_ready.set()
         older = " (lazygit.historyChanges reached: older history is not predicted)"
         self.log(
             f"history index: {len(index.commits)} commits, {len(index.paths)} paths "
             f"({time.monotonic() - started[0]:.3f} s)" + (older if index.truncated else "")
         )
+        self.history_ready.set()
 
     def _await_history(self, timeout: float) -> None:
         """Wait (bounded) for the history index; a build deferred for batches starts now."""

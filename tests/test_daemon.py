@@ -232,6 +232,8 @@ def test_a_config_change_while_the_daemon_loads_is_seen(lazy: Path):
         assert not daemon.settings.offline
         daemon.refresh_settings()
         assert daemon.settings.offline
+        # Its history thread logs to stderr: while this test's output is still captured.
+        assert daemon.history_ready.wait(60)
     finally:
         subprocess.run(["git", "-C", str(lazy), "config", "--unset", "lazygit.offline"])
 
