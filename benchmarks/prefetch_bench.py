@@ -27,6 +27,7 @@ from servers import Nginx  # noqa: E402
 
 from lazygit import sample  # noqa: E402
 
+#: The benchmark repository: LARGE's history with a 5,000-file tree at HEAD.
 BENCH = dataclasses.replace(sample.LARGE, files=5000, dirs=120)
 SIZES = {"bench": BENCH, "large": sample.LARGE, "small": sample.SMALL}
 HOT = sample.HOT_FILE

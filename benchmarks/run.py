@@ -42,7 +42,6 @@ from prefetch_bench import (  # noqa: E402
     stop_daemon,
 )
 
-#: The benchmark repository: LARGE's history with a 5,000-file tree at HEAD.
 SIZES = {"bench": BENCH, "large": sample.LARGE, "small": sample.SMALL, "tiny": sample.TINY}
 GIT_ENV = {
     **os.environ,
