@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from servers import Nginx  # noqa: E402
+from servers import Nginx, running  # noqa: E402
 
 from lazygit import sample  # noqa: E402
 
@@ -109,16 +109,6 @@ def stop_daemon(repo: Path) -> None:
         if not running(pid):
             return
         time.sleep(0.02)
-
-
-def running(pid: int) -> bool:
-    """Whether process ``pid`` still runs.  A zombie does not: a detached daemon's parent is
-    init, which in some containers reaps only every second or two."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def timed(server: Nginx, repo: Path, args: list[str]) -> tuple[float, int, bytes]:

@@ -40,7 +40,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import EmbeddedServer, Nginx, PythonHttpServer, ensure_nginx  # noqa: E402
+from servers import EmbeddedServer, Nginx, PythonHttpServer, ensure_nginx, running  # noqa: E402
 
 from lazygit.sample import LARGE, SMALL, SampleInfo, SampleSpec, make_server_repo  # noqa: E402
 
@@ -173,17 +173,6 @@ def daemons() -> Iterator[list[Path]]:
     yield started
     for git_dir in started:
         stop_daemon(git_dir)
-
-
-def running(pid: int) -> bool:
-    """Whether process ``pid`` still runs.  A zombie does not: a detached daemon's parent is
-    init, which in some containers (this one's firecracker init) reaps only every second or
-    two, and waiting for that cost ~2 s at every stop."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def stop_daemon(git_dir: Path) -> None:

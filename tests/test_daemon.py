@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import Published, running, stop_daemon
+from conftest import Published, stop_daemon
+from servers import running
 
 from lazygit import daemonclient
 from lazygit.errors import DaemonError
