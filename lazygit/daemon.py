@@ -414,22 +414,23 @@ class Daemon:
             warnings.append(line)
         return warnings
 
-    def plan_prefetch(self, missing: list[bytes], pid: int | None) -> list[bytes]:
-        """Blobs git will ask for next (prefetch.py), to fetch with this request."""
-        from lazygit.prefetch import requester_intent
+    def plan_prefetch(self, missing: list[bytes], pid: int | None) -> tuple[list[bytes], Intent]:
+        """Blobs git will ask for next (prefetch.py), to fetch with this request; and who
+        asks (read now: the requester is gone once answered)."""
+        from lazygit.prefetch import Intent, requester_intent
 
         budget = self.settings.prefetchBytes
         if budget <= 0 or not missing:
-            return []
+            return [], Intent()
         if len(missing) >= BIG_REQUEST and not self.history_ready.is_set():
-            return []  # already a batch (a checkout): nothing to wait for
+            return [], Intent()  # already a batch (a checkout): nothing to wait for
         intent = requester_intent(pid)
         if not self.history_ready.is_set() and _heavy(intent):
             self._await_history(HISTORY_WAIT)
         self._recheck_history()
         predictor = self.predictor
         if predictor is None or not self.history_ready.is_set():
-            return []
+            return [], intent
         cone = self.cone()
         strict = self.settings.outsideCone.strip().lower() == "deny"
         plan = predictor.plan(
@@ -443,7 +444,43 @@ class Daemon:
             self.log(
                 f"prefetch: {len(plan.oids)} blobs (~{plan.bytes} bytes) for {plan.reason} ({who})"
             )
-        return plan.oids
+        return plan.oids, intent
+
+    def prefetch_family_later(self, oid: bytes, intent: Intent) -> None:
+        """After answering a lone request for an old version of a file, fetch its other
+        versions in a batch of their own (prefetch.Predictor.family): the answer does not
+        wait for them, and git's next request for one waits only for that batch."""
+        from lazygit.prefetch import TREE_COMMANDS
+
+        budget = min(self.settings.familyBytes, self.settings.prefetchBytes)
+        if budget <= 0 or _heavy(intent) or intent.command in TREE_COMMANDS:
+            return  # those commands' patterns are planned with their requests
+
+        def run() -> None:
+            try:
+                # A cold daemon loads (or builds) the index after its first batch: wait a
+                # little for it, without hurrying it as a waiting request does.
+                self.history_ready.wait(HISTORY_WAIT)
+                predictor = self.predictor
+                if predictor is None or not self.history_ready.is_set():
+                    return
+                strict = self.settings.outsideCone.strip().lower() == "deny"
+                plan = predictor.family(oid, budget, self.cone() if strict else None)
+                if not plan.oids:
+                    return
+                with self.counter_lock:
+                    self.counters["prefetched"] += len(plan.oids)
+                    self.counters["prefetch_triggers"] += 1
+                who = f"git {intent.command}" if intent.command else "unknown requester"
+                self.log(
+                    f"prefetch: {len(plan.oids)} blobs (~{plan.bytes} bytes) for {plan.reason} "
+                    f"({who}), after the answer"
+                )
+                self.batcher.submit(plan.oids)
+            except Exception:  # an optimisation only
+                self.log_exception()
+
+        threading.Thread(target=run, name="family", daemon=True).start()
 
     # -- work ---------------------------------------------------------------------------
     def run_batch(self, oids: list[bytes]) -> dict[str, Any]:
@@ -474,9 +511,10 @@ class Daemon:
         oids = _parse_oids(hex_oids)
         t0 = time.monotonic()
         self.refresh_settings()
-        missing = self.local.missing(oids)
+        missing = missing_before = self.local.missing(oids)
         warnings: list[str] = []
         extra: list[bytes] = []
+        intent: Intent | None = None
         if missing:
             if self.settings.offline:
                 raise OfflineError(
@@ -485,7 +523,7 @@ class Daemon:
                 )
             warnings = self._check_cone(missing)
             try:
-                extra = self.plan_prefetch(missing, pid)
+                extra, intent = self.plan_prefetch(missing, pid)
             except Exception:  # an optimisation only: the request itself must go on
                 self.log_exception()
         deps = self.batcher.submit(oids + extra)
@@ -506,6 +544,8 @@ class Daemon:
         reply["seconds"] = round(time.monotonic() - t0, 4)
         if extra:
             reply["prefetched"] = len(extra)
+        elif intent is not None and len(oids) == 1 == len(missing_before):
+            self.prefetch_family_later(oids[0], intent)
         if warnings:
             reply["warnings"] = warnings
         return reply

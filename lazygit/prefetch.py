@@ -18,6 +18,9 @@ the command will need next to the batch being fetched:
 
 Everything a trigger adds is bounded by ``lazygit.prefetchBytes`` (sizes as stored in the
 server pack) and by the sparse cone where that applies.
+
+A single request that fits none of these patterns, for an old version of a file, brings the
+file's other versions (its delta family) after the answer, within ``lazygit.familyBytes``.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ _DIFF_OPTIONS = frozenset(
      "--patch-with-stat", "--patch-with-raw", "--compact-summary", "--word-diff", "--check",
      "--cc", "-c", "-m", "--full-diff"}
 )  # fmt: skip
-_TREE_COMMANDS = frozenset({"grep", "checkout", "restore", "archive", "switch", "reset"})
+TREE_COMMANDS = frozenset({"grep", "checkout", "restore", "archive", "switch", "reset"})
 #: git's global options that take a separate value.
 _GIT_VALUE_OPTIONS = frozenset({"-c", "-C", "--git-dir", "--work-tree", "--namespace"})
 
@@ -615,7 +618,7 @@ class Predictor:
         ix = self.index
         cmd = intent.command
         # blame: one version of a path at a time.
-        if len(want) == 1 and cmd not in _TREE_COMMANDS and not intent.is_log:
+        if len(want) == 1 and cmd not in TREE_COMMANDS and not intent.is_log:
             oid = next(iter(want))
             pid = ix.version_path(oid)
             if pid is not None and ix.version_count(pid) > 1:
@@ -629,7 +632,7 @@ class Predictor:
                 if cmd == "blame" or (repeat and cmd not in ("cat-file",)):
                     return self._blame(oid, pid, budget, allowed)
         # log -p / --stat: exactly one commit's diff.
-        if cmd != "blame" and cmd not in _TREE_COMMANDS:
+        if cmd != "blame" and cmd not in TREE_COMMANDS:
             c = ix.commit_of_diff(want, self.is_local)
             if c is not None and (cmd == "" or intent.is_log):
                 plan = self._log(c, intent, budget, allowed, now)
@@ -727,7 +730,7 @@ class Predictor:
         allowed: Callable[[str], bool] | None,
         now: float,
     ) -> Plan:
-        if intent.command in _TREE_COMMANDS:
+        if intent.command in TREE_COMMANDS:
             plan = self._tree_from_intent(want, intent, budget, allowed)
             if plan is not None:
                 return plan
@@ -848,6 +851,39 @@ class Predictor:
             trees = proc.stdout.decode().split() if proc.returncode == 0 else []
             self._ref_trees = list(dict.fromkeys(trees))[:MAX_CANDIDATE_TREES]
         return self._ref_trees
+
+    # -- family ---------------------------------------------------------------------------
+    def family(self, oid: bytes, budget: int, allowed: Callable[[str], bool] | None) -> Plan:
+        """The other versions of the file that ``oid`` is an old version of, nearest first.
+
+        Someone who asked for one old version (``git show OLD:PATH``, a diff tool) often
+        asks for its neighbours next, and the versions of a file sit together in the server
+        pack (one delta family), so they cost a few coalesced ranges.  A file's current
+        version brings none: editors and indexers ask for those, and the file's history
+        would be waste to them.
+        """
+        if budget <= 0:
+            return Plan()
+        with self.lock:
+            ix = self.index
+            pid = ix.version_path(oid)
+            if pid is None:
+                return Plan()
+            path = ix.paths[pid]
+            if allowed is not None and not allowed(path):
+                return Plan()
+            versions = [v for _, v in ix.versions(pid)]
+            i = versions.index(oid)  # version_path found it there
+            if i == 0:
+                return Plan()
+            order: list[bytes] = []
+            for d in range(1, len(versions)):
+                if i + d < len(versions):
+                    order.append(versions[i + d])  # older first: history is read backwards
+                if i - d >= 0:
+                    order.append(versions[i - d])
+            self._exclude = {oid}
+            return self._take(order, budget, f"family of {path}")
 
     # -- budget ---------------------------------------------------------------------------
     def _take(self, cands: Iterable[bytes], budget: int, reason: str) -> Plan:

@@ -136,6 +136,58 @@ def test_offline_then_online(fresh: Path, large: Published) -> None:
     compare(fresh, large.full, "cat-file", "-p", blob)
 
 
+def wait_for_batches(repo: Path, count: int) -> list[str]:
+    """The daemon's log once it has ended ``count`` batches (a prefetch may run after the
+    answer)."""
+    for _ in range(3000):
+        log = daemon_log(repo)
+        if sum(" batch: " in ln for ln in log) >= count:
+            return log
+        time.sleep(0.01)
+    raise AssertionError(daemon_log(repo))
+
+
+def test_old_version_brings_its_family_after_the_answer(
+    fresh: Path, large: Published, nginx: Nginx, entries: dict[str, tuple[int, str | None]]
+) -> None:
+    """`git show OLD:PATH`: answered by a batch of its own, then the file's other versions
+    come in a second batch, so that the next `git show` of a neighbour fetches nothing."""
+    revs = git(large.full, "log", "--format=%H", "--", HOT).text.split()
+    old = revs[len(revs) // 2 : len(revs) // 2 + 6]
+    blobs = [git(large.full, "rev-parse", f"{r}:{HOT}").text.strip() for r in old]
+    nginx.clear_log()
+    compare(fresh, large.full, "show", f"{old[0]}:{HOT}")
+    log = wait_for_batches(fresh, 2)
+    family = [ln for ln in log if " prefetch: " in ln]
+    assert len(family) == 1 and f"family of {HOT} (git show), after the answer" in family[0]
+    assert missing_among(fresh, blobs) == []
+    sent = sum(e.bytes for e in nginx.log_entries())
+    for r in old[1:]:
+        compare(fresh, large.full, "show", f"{r}:{HOT}")
+    assert sum(" batch: " in ln for ln in daemon_log(fresh)) == 2
+    # What the family cost, against its budget (lazygit.familyBytes, 1 MiB; sizes as stored
+    # in the server pack, delta bases besides): the whole history of the file fits.
+    versions = git(large.full, "log", "--all", "--format=", "--raw", "--no-abbrev", "--", HOT)
+    family_blobs = {ln.split()[3] for ln in versions.text.splitlines() if ln.startswith(":")}
+    assert missing_among(fresh, family_blobs - {"0" * 40}) == []
+    assert sent <= 2 * needed_bytes(entries, family_blobs - {"0" * 40}), sent
+
+
+def test_current_version_or_family_off_brings_nothing_more(fresh: Path, large: Published) -> None:
+    compare(fresh, large.full, "show", f"HEAD:{HOT}")  # the file as it is now
+    git(fresh, "config", "lazygit.familyBytes", "0")
+    compare(fresh, large.full, "show", f"v2.0:{HOT}")
+    for _ in range(3000):  # a family would be planned once the history index is loaded
+        if any(" history index: " in ln for ln in daemon_log(fresh)):
+            break
+        time.sleep(0.01)
+    time.sleep(0.5)
+    log = daemon_log(fresh)
+    assert sum(" batch: " in ln for ln in log) == 2 and not any(" prefetch: " in ln for ln in log)
+    older = git(fresh, "rev-parse", f"v1.0:{HOT}", env=NO_LAZY).text.strip()
+    assert not has_object(fresh, older)
+
+
 # -- the predictor without a command line (pattern only) ----------------------------------
 
 
@@ -214,6 +266,22 @@ def test_blame_pattern_needs_two_requests(index: HistoryIndex, large: Published)
     assert not first.oids  # a single `git show`: nothing extra
     second = p.plan([versions[1]], Intent(), 1 << 30)
     assert set(second.oids) == set(versions[2:])
+
+
+def test_family_of_an_old_version(index: HistoryIndex, large: Published) -> None:
+    """A lone old version brings its neighbours, nearest (older first) within the budget;
+    a current version brings nothing, nor does a path outside what is allowed."""
+    p = predictor(large, index, set())
+    versions = [v for _, v in index.versions(index.path_id[HOT])]
+    k = len(versions) // 2
+    plan = p.family(versions[k], 4_000, None)
+    assert plan.oids == [versions[k + 1], versions[k - 1], versions[k + 2], versions[k - 2]]
+    assert plan.bytes == 4_000 and HOT in plan.reason
+    whole = p.family(versions[k], 1 << 30, None)
+    assert set(whole.oids) == set(versions) - {versions[k]}
+    assert not p.family(versions[0], 1 << 30, None).oids  # the file as it is now
+    assert not p.family(versions[k], 1 << 30, lambda path: path != HOT).oids
+    assert not p.family(versions[k], 0, None).oids
 
 
 def test_log_pattern_grows_its_window(index: HistoryIndex, large: Published) -> None:
