@@ -11,6 +11,7 @@ and requests come from nginx's access log.  Writes docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import json
 import os
@@ -125,6 +126,29 @@ def wait_for_history_index(repo: Path, limit: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+def settle(repo: Path, limit: float = 30.0) -> None:
+    """Wait until the family prefetch a daemon starts after answering a lone request has
+    ended, so that its reads do not land in the next measurement.  The daemon plans it once
+    its history index is loaded (waiting for that at most 3 s)."""
+    log = repo / ".git" / "lazygit" / "daemon.log"
+
+    def lines() -> list[str]:
+        return log.read_text().splitlines() if log.exists() else []
+
+    start = time.monotonic()
+    while not any(" history index" in ln for ln in lines()) and time.monotonic() < start + 5:
+        time.sleep(0.05)
+    time.sleep(0.3)  # a family planned just now logs its line first
+    while True:
+        now = lines()
+        last = max((i for i, ln in enumerate(now) if "after the answer" in ln), default=-1)
+        if last < 0 or any(" batch: " in ln for ln in now[last + 1 :]):
+            return
+        if time.monotonic() > start + limit:
+            raise SystemExit(f"the daemon of {repo} still fetches after {limit:.0f} s")
+        time.sleep(0.05)
+
+
 def busy_cpu_seconds() -> float:
     """CPU time the whole machine spent busy (user+nice+system+irq+softirq), from /proc/stat."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
@@ -233,7 +257,9 @@ class Bench:
         ):
             both = [static, smart]
             dumb_url, smart_url = static.url("bench.git"), smart.url("bench.git")
-            blobs = (self.old_blob(repo, 0.6), self.old_blob(repo, 0.5))
+            # The warm request is for another file: the cold one brought the hot file's
+            # other versions (the family prefetch), so an old version of it is not missing.
+            blobs = (self.old_blob(repo, 0.6), self.old_blob(repo, 0.5, self.other_file(repo)))
             entries = pack_entries(repo)
             full = self.fresh("full-history")
             run(["git", "clone", "-q", "--no-local", str(repo), str(full)])
@@ -241,28 +267,45 @@ class Bench:
                 print(f"run {i + 1}/{self.runs}", flush=True)
                 self.clones(both, dumb_url, smart_url)
                 self.on_demand(both, dumb_url, smart_url, blobs)
+                self.browse(both, dumb_url, smart_url, repo)
                 self.sparse_add(both, dumb_url, smart_url)
                 self.history(both, dumb_url, smart_url, full, entries, i)
         self.report(meta)
         shutil.rmtree(self.trash, ignore_errors=True)  # deleted now that nothing is measured
 
-    def old_blob(self, repo: Path, share: float) -> str:
-        """A blob of an old version of the hot file (``share`` of the way back in history):
-        what a user asks for with `git show OLD:PATH`."""
-        hot = self.meta["hot_file"]
-        revs = subprocess.run(
-            ["git", "-C", str(repo), "log", "--format=%H", "--", hot],
+    def old_revs(self, repo: Path, path: str) -> list[str]:
+        """The commits that changed ``path``, newest first."""
+        return subprocess.run(
+            ["git", "-C", str(repo), "log", "--format=%H", "--", path],
             capture_output=True,
             text=True,
             check=True,
         ).stdout.split()
+
+    def old_blob(self, repo: Path, share: float, path: str | None = None) -> str:
+        """A blob of an old version of ``path`` (the hot file by default), ``share`` of the
+        way back in its history: what a user asks for with `git show OLD:PATH`."""
+        path = path or self.meta["hot_file"]
+        revs = self.old_revs(repo, path)
         rev = revs[int(len(revs) * share)]
         return subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", f"{rev}:{hot}"],
+            ["git", "-C", str(repo), "rev-parse", f"{rev}:{path}"],
             capture_output=True,
             text=True,
             check=True,
         ).stdout.strip()
+
+    def other_file(self, repo: Path) -> str:
+        """The most often changed source file besides the hot one."""
+        names = subprocess.run(
+            ["git", "-C", str(repo), "log", "--format=", "--name-only", "--no-renames"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        counts = collections.Counter(n for n in names if n.endswith(".py"))
+        counts.pop(self.meta["hot_file"], None)
+        return counts.most_common(1)[0][0]
 
     def clones(self, both: list[Nginx], dumb_url: str, smart_url: str) -> None:
         op = "clone --no-checkout"
@@ -407,6 +450,7 @@ class Bench:
         self.record(
             "one missing blob (cold daemon)", "lazygit", measure(both, lambda: run(show, cwd=lazy))
         )
+        settle(lazy)
         self.record(
             "one missing blob (cold daemon)",
             "git partial (smart)",
@@ -417,6 +461,7 @@ class Bench:
         self.record(
             "one missing blob (warm daemon)", "lazygit", measure(both, lambda: run(show2, cwd=lazy))
         )
+        settle(lazy)
         self.record(
             "one missing blob (warm daemon)",
             "git partial (smart)",
@@ -445,6 +490,34 @@ class Bench:
             measure(both, lambda: run(["git", "checkout", "-q", "main"], cwd=warm)),
         )
         stop_daemon(warm)
+
+    def browse(self, both: list[Nginx], dumb_url: str, smart_url: str, repo: Path) -> None:
+        """Ten old versions of the hot file, one `git show` each, going back in history as
+        someone reading a file's past does: what the family prefetch saves (issue 4, part 1)
+        against the same daemon without it (lazygit.familyBytes 0; a second request for the
+        same path still brings the older versions) and without any prefetch."""
+        hot = self.meta["hot_file"]
+        revs = self.old_revs(repo, hot)
+        start = int(len(revs) * 0.3)
+        script = " && ".join(f"git show {r}:{hot} > /dev/null" for r in revs[start : start + 10])
+        cmd = ["sh", "-c", script]
+        op = f"git show of 10 old versions of {hot}, one at a time"
+        for tool, config in (
+            ("lazygit (daemon running)", None),
+            ("lazygit (family off)", "lazygit.familyBytes"),
+            ("lazygit (prefetch off)", "lazygit.prefetchBytes"),
+        ):
+            lazy = self.fresh("lazy-browse")
+            run(["lazygit", "clone", "-q", "--no-checkout", dumb_url, str(lazy)], env=PRESTART_ENV)
+            wait_for_history_index(lazy)
+            if config is not None:
+                run(["git", "config", config, "0"], cwd=lazy)
+            self.record(op, tool, measure(both, lambda d=lazy: run(cmd, cwd=d)))
+            settle(lazy)
+            stop_daemon(lazy)
+        part = self.fresh("partial-browse")
+        run(["git", "clone", "-q", "--filter=blob:none", "--no-checkout", smart_url, str(part)])
+        self.record(op, "git partial (smart)", measure(both, lambda: run(cmd, cwd=part)))
 
     def plots(self) -> list[str]:
         """One PNG bar chart per operation (median wall time per tool); markdown links."""
@@ -557,24 +630,27 @@ class Bench:
         found = []
         for (op, tool), off in self.rows.items():
             on = self.rows.get((op, "lazygit (daemon running)"))
-            if tool == "lazygit (prefetch off)" and on is not None:
-                found.append((op, on, off))
+            if tool in ("lazygit (prefetch off)", "lazygit (family off)") and on is not None:
+                found.append((op, tool.removeprefix("lazygit (").removesuffix(")"), on, off))
         if not found:
             return []
         lines = [
             "",
-            "What the history prefetch saves: the same command with the daemon running, "
-            "prefetch on (the default) and off (`lazygit.prefetchBytes 0`: one lazy fetch "
-            "per blob or commit, as git asks). *Extra* is what prefetch reads beyond that.",
+            "What the prefetch saves: the same command with the daemon running, prefetch on "
+            "(the default) and *prefetch off* (`lazygit.prefetchBytes 0`: one lazy fetch per "
+            "blob or commit, as git asks) or *family off* (`lazygit.familyBytes 0`: no "
+            "versions brought after a lone request; a second request for the same path still "
+            "brings the older ones). *Extra* is what prefetch reads beyond that.",
             "",
-            "| operation | wall on / off s | requests on / off | bytes on / off | faster | extra |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            "| operation | against | wall on / off s | requests on / off | bytes on / off | faster "
+            "| extra |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
         ]
-        for op, on, off in found:
+        for op, against, on, off in found:
             w0, w1 = on.median("wall"), off.median("wall")
             b0, b1 = on.median("bytes"), off.median("bytes")
             lines.append(
-                f"| {op} | {w0:.3f} / {w1:.3f} | {on.median('requests'):.0f} / "
+                f"| {op} | {against} | {w0:.3f} / {w1:.3f} | {on.median('requests'):.0f} / "
                 f"{off.median('requests'):.0f} | {b0:,.0f} / {b1:,.0f} | {w1 / w0:.1f} x | "
                 f"{(b0 - b1) / b1:+.0%} |"
             )
