@@ -492,16 +492,22 @@ class Bench:
         stop_daemon(warm)
 
     def browse(self, both: list[Nginx], dumb_url: str, smart_url: str, repo: Path) -> None:
-        """Ten old versions of the hot file, one `git show` each, going back in history as
-        someone reading a file's past does: what the family prefetch saves (issue 4, part 1)
-        against the same daemon without it (lazygit.familyBytes 0; a second request for the
-        same path still brings the older versions) and without any prefetch."""
+        """Ten old versions of the hot file, one `git show` each, as someone reading a file's
+        past does, going back in history and forward: what the family prefetch saves (issue
+        4, part 1) against the same daemon without it (lazygit.familyBytes 0; a second
+        request for the same path still brings the older versions) and without any prefetch."""
         hot = self.meta["hot_file"]
         revs = self.old_revs(repo, hot)
         start = int(len(revs) * 0.3)
-        script = " && ".join(f"git show {r}:{hot} > /dev/null" for r in revs[start : start + 10])
-        cmd = ["sh", "-c", script]
-        op = f"git show of 10 old versions of {hot}, one at a time"
+        back = revs[start : start + 10]
+        for order, shown in (("newest first", back), ("oldest first", back[::-1])):
+            script = " && ".join(f"git show {r}:{hot} > /dev/null" for r in shown)
+            op = f"git show of 10 old versions of {hot}, one at a time, {order}"
+            self.browse_one(both, dumb_url, smart_url, op, ["sh", "-c", script])
+
+    def browse_one(
+        self, both: list[Nginx], dumb_url: str, smart_url: str, op: str, cmd: list[str]
+    ) -> None:
         for tool, config in (
             ("lazygit (daemon running)", None),
             ("lazygit (family off)", "lazygit.familyBytes"),

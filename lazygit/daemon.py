@@ -34,7 +34,7 @@ from lazygit.localrepo import LocalRepo
 
 if TYPE_CHECKING:
     from lazygit.config import Settings
-    from lazygit.prefetch import HistoryIndex, Intent, Predictor
+    from lazygit.prefetch import HistoryIndex, Intent, Plan, Predictor
 
 MAX_REQUEST = 64 << 20
 #: A Unix socket path must fit in sockaddr_un (108 bytes on Linux) with room to spare.
@@ -436,15 +436,20 @@ class Daemon:
         plan = predictor.plan(
             missing, intent, budget, allowed_tree=cone, allowed_history=cone if strict else None
         )
-        if plan.oids:
-            with self.counter_lock:
-                self.counters["prefetched"] += len(plan.oids)
-                self.counters["prefetch_triggers"] += 1
-            who = f"git {intent.command}" if intent.command else "unknown requester"
-            self.log(
-                f"prefetch: {len(plan.oids)} blobs (~{plan.bytes} bytes) for {plan.reason} ({who})"
-            )
+        self._note_prefetch(plan, intent)
         return plan.oids, intent
+
+    def _note_prefetch(self, plan: Plan, intent: Intent, when: str = "") -> None:
+        if not plan.oids:
+            return
+        with self.counter_lock:
+            self.counters["prefetched"] += len(plan.oids)
+            self.counters["prefetch_triggers"] += 1
+        who = f"git {intent.command}" if intent.command else "unknown requester"
+        self.log(
+            f"prefetch: {len(plan.oids)} blobs (~{plan.bytes} bytes) for {plan.reason} ({who})"
+            + when
+        )
 
     def prefetch_family_later(self, oid: bytes, intent: Intent) -> None:
         """After answering a lone request for an old version of a file, fetch its other
@@ -466,17 +471,9 @@ class Daemon:
                     return
                 strict = self.settings.outsideCone.strip().lower() == "deny"
                 plan = predictor.family(oid, budget, self.cone() if strict else None)
-                if not plan.oids:
-                    return
-                with self.counter_lock:
-                    self.counters["prefetched"] += len(plan.oids)
-                    self.counters["prefetch_triggers"] += 1
-                who = f"git {intent.command}" if intent.command else "unknown requester"
-                self.log(
-                    f"prefetch: {len(plan.oids)} blobs (~{plan.bytes} bytes) for {plan.reason} "
-                    f"({who}), after the answer"
-                )
-                self.batcher.submit(plan.oids)
+                self._note_prefetch(plan, intent, ", after the answer")
+                if plan.oids:
+                    self.batcher.submit(plan.oids)
             except Exception:  # an optimisation only
                 self.log_exception()
 
