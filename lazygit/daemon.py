@@ -9,6 +9,7 @@ promisor packs when there are too many, and exits when idle.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import gc
@@ -54,6 +55,10 @@ HISTORY_SETTLE = 2.0
 START_SETTLE = 0.2
 #: Seconds between checks whether the refs moved (the history index is then rebuilt).
 HISTORY_RECHECK = 5.0
+#: Lone requests for other files less than this many seconds apart are a tool walking
+#: files (a diff through the read-object hook), not someone reading one file's history:
+#: they bring no family (prefetch.Predictor.family).
+LONE_RUN_SECONDS = 1.0
 
 
 class OfflineError(DaemonError):
@@ -223,6 +228,8 @@ class Daemon:
         self.counters = {"requests": 0, "batches": 0, "objects": 0, "bytes": 0, "errors": 0}
         self.counters.update(prefetched=0, prefetch_triggers=0, denied=0)
         self.counter_lock = threading.Lock()
+        #: (time, oid) of the latest requests for a single missing object.
+        self._lone: collections.deque[tuple[float, bytes]] = collections.deque(maxlen=16)
         self._cone: tuple[object, Any] = (None, None)
         self.history: HistoryIndex | None = None
         self.predictor: Predictor | None = None
@@ -451,15 +458,20 @@ class Daemon:
             + when
         )
 
-    def prefetch_family_later(self, oid: bytes, intent: Intent) -> None:
-        """After answering a lone request for an old version of a file, fetch its other
-        versions in a batch of their own (prefetch.Predictor.family): the answer does not
-        wait for them, and git's next request for one waits only for that batch."""
+    def prefetch_family_later(self, oid: bytes, asked: float, intent: Intent) -> None:
+        """After answering a lone request (made at ``asked``) for an old version of a file,
+        fetch its other versions in a batch of their own (prefetch.Predictor.family): the
+        answer does not wait for them, and git's next request for one waits only for that
+        batch."""
         from lazygit.prefetch import TREE_COMMANDS
 
         budget = min(self.settings.familyBytes, self.settings.prefetchBytes)
         if budget <= 0 or _heavy(intent) or intent.command in TREE_COMMANDS:
             return  # those commands' patterns are planned with their requests
+        with self.counter_lock:
+            just_before = [
+                o for t, o in self._lone if asked - LONE_RUN_SECONDS <= t < asked and o != oid
+            ]
 
         def run() -> None:
             try:
@@ -470,7 +482,8 @@ class Daemon:
                 if predictor is None or not self.history_ready.is_set():
                     return
                 strict = self.settings.outsideCone.strip().lower() == "deny"
-                plan = predictor.family(oid, budget, self.cone() if strict else None)
+                allowed = self.cone() if strict else None
+                plan = predictor.family(oid, budget, allowed, just_before=just_before)
                 self._note_prefetch(plan, intent, ", after the answer")
                 if plan.oids:
                     self.batcher.submit(plan.oids)
@@ -509,6 +522,9 @@ class Daemon:
         t0 = time.monotonic()
         self.refresh_settings()
         missing = missing_before = self.local.missing(oids)
+        if len(missing) == 1:
+            with self.counter_lock:
+                self._lone.append((t0, missing[0]))
         warnings: list[str] = []
         extra: list[bytes] = []
         intent: Intent | None = None
@@ -542,7 +558,7 @@ class Daemon:
         if extra:
             reply["prefetched"] = len(extra)
         elif intent is not None and len(oids) == 1 == len(missing_before):
-            self.prefetch_family_later(oids[0], intent)
+            self.prefetch_family_later(oids[0], t0, intent)
         if warnings:
             reply["warnings"] = warnings
         return reply

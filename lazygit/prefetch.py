@@ -853,21 +853,30 @@ class Predictor:
         return self._ref_trees
 
     # -- family ---------------------------------------------------------------------------
-    def family(self, oid: bytes, budget: int, allowed: Callable[[str], bool] | None) -> Plan:
+    def family(
+        self,
+        oid: bytes,
+        budget: int,
+        allowed: Callable[[str], bool] | None,
+        *,
+        just_before: Sequence[bytes] = (),
+    ) -> Plan:
         """The other versions of the file that ``oid`` is an old version of, nearest first.
 
         Someone who asked for one old version (``git show OLD:PATH``, a diff tool) often
         asks for its neighbours next, and the versions of a file sit together in the server
         pack (one delta family), so they cost a few coalesced ranges.  A file's current
         version brings none: editors and indexers ask for those, and the file's history
-        would be waste to them.
+        would be waste to them.  Nor does a request that follows, ``just_before``, lone
+        requests for other files: a tool walking files, whose every request would otherwise
+        bring a family.
         """
         if budget <= 0:
             return Plan()
         with self.lock:
             ix = self.index
             pid = ix.version_path(oid)
-            if pid is None:
+            if pid is None or any(ix.version_path(o) != pid for o in just_before):
                 return Plan()
             path = ix.paths[pid]
             if allowed is not None and not allowed(path):

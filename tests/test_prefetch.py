@@ -173,6 +173,24 @@ def test_old_version_brings_its_family_after_the_answer(
     assert sent <= 2 * needed_bytes(entries, family_blobs - {"0" * 40}), sent
 
 
+def test_files_walked_one_at_a_time_bring_one_family_at_most(fresh: Path, large: Published) -> None:
+    """Lone requests for old versions of many files in quick succession (a diff through the
+    read-object hook, a script): not a file's history, so not a family each."""
+    changed = git(large.full, "diff", "--name-only", "v1.0", "HEAD", "--", "src").text.split()
+    paths = changed[:6]
+    assert len(paths) == 6
+    script = " && ".join(f"git show v1.0:{p} > /dev/null" for p in paths)
+    proc = subprocess.run(["sh", "-c", script], cwd=fresh, env=base_env(), capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    for _ in range(3000):  # a family is planned once the history index is loaded
+        if any(" history index: " in ln for ln in daemon_log(fresh)):
+            break
+        time.sleep(0.01)
+    time.sleep(0.5)
+    families = [ln for ln in daemon_log(fresh) if "after the answer" in ln]
+    assert len(families) <= 1, families
+
+
 def test_current_version_or_family_off_brings_nothing_more(fresh: Path, large: Published) -> None:
     compare(fresh, large.full, "show", f"HEAD:{HOT}")  # the file as it is now
     git(fresh, "config", "lazygit.familyBytes", "0")
@@ -282,6 +300,18 @@ def test_family_of_an_old_version(index: HistoryIndex, large: Published) -> None
     assert not p.family(versions[0], 1 << 30, None).oids  # the file as it is now
     assert not p.family(versions[k], 1 << 30, lambda path: path != HOT).oids
     assert not p.family(versions[k], 0, None).oids
+    # Right after lone requests for another file (a tool walking files): none; after
+    # requests for other versions of this one: the family all the same.
+    hot = index.path_id[HOT]
+    other = next(
+        v
+        for pid in range(len(index.paths))
+        if pid != hot and index.version_count(pid) > 1
+        for _, v in index.versions(pid)[1:2]
+        if index.version_path(v) == pid
+    )
+    assert not p.family(versions[k], 1 << 30, None, just_before=[other]).oids
+    assert p.family(versions[k], 1 << 30, None, just_before=[versions[k + 3]]).oids
 
 
 def test_log_pattern_grows_its_window(index: HistoryIndex, large: Published) -> None:
