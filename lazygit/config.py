@@ -74,8 +74,8 @@ class Settings:
     prefetchBytes: int = 32 * MiB
     #: Bytes (as stored in the server pack) of a file's other versions read after a single
     #: request for an old version of it that no pattern explains (``git show OLD:PATH``),
-    #: nearest versions first, without delaying the answer; 0 turns it off (as does
-    #: prefetchBytes 0).
+    #: nearest versions first (their delta bases come too), without delaying the answer; 0
+    #: turns it off (as does prefetchBytes 0).
     familyBytes: int = 1 * MiB
     #: File changes the history index behind that prefetch holds, newest commits first
     #: (about 0.3 KB of daemon memory each); older history is not predicted.  A huge
