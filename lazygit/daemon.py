@@ -230,6 +230,7 @@ class Daemon:
         self.counter_lock = threading.Lock()
         #: (time, oid) of the latest requests for a single missing object.
         self._lone: collections.deque[tuple[float, bytes]] = collections.deque(maxlen=16)
+        self._family_busy = threading.Lock()  # one family thread at a time, however many ask
         self._cone: tuple[object, Any] = (None, None)
         self.history: HistoryIndex | None = None
         self.predictor: Predictor | None = None
@@ -472,6 +473,10 @@ class Daemon:
             just_before = [
                 o for t, o in self._lone if asked - LONE_RUN_SECONDS <= t < asked and o != oid
             ]
+        # A burst of lone requests on a cold daemon would otherwise leave a thread each
+        # waiting for the history index.
+        if not self._family_busy.acquire(blocking=False):
+            return
 
         def run() -> None:
             try:
@@ -489,8 +494,14 @@ class Daemon:
                     self.batcher.submit(plan.oids)
             except Exception:  # an optimisation only
                 self.log_exception()
+            finally:
+                self._family_busy.release()
 
-        threading.Thread(target=run, name="family", daemon=True).start()
+        try:
+            threading.Thread(target=run, name="family", daemon=True).start()
+        except BaseException:
+            self._family_busy.release()
+            raise
 
     # -- work ---------------------------------------------------------------------------
     def run_batch(self, oids: list[bytes]) -> dict[str, Any]:
