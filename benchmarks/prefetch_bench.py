@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shutil
 import subprocess
@@ -23,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from servers import Nginx, running  # noqa: E402
+import servers  # noqa: E402
+from servers import Nginx  # noqa: E402
 
 from lazygit import sample  # noqa: E402
 
@@ -99,16 +99,7 @@ def blobs_read(full: Path, name: str) -> set[str]:
 
 def stop_daemon(repo: Path) -> None:
     """Stop a lazy clone's daemon, so the next command starts it cold."""
-    info = repo / ".git" / "lazygit" / "daemon.json"
-    try:
-        pid = json.loads(info.read_text())["pid"]
-        os.kill(pid, 15)
-    except (OSError, ValueError, KeyError):
-        return
-    for _ in range(250):
-        if not running(pid):
-            return
-        time.sleep(0.02)
+    servers.stop_daemon(repo / ".git")
 
 
 def timed(server: Nginx, repo: Path, args: list[str]) -> tuple[float, int, bytes]:

@@ -7,14 +7,10 @@ Tests put bare repositories into `server_root` (use a unique name per test modul
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +36,13 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import EmbeddedServer, Nginx, PythonHttpServer, ensure_nginx, running  # noqa: E402
+from servers import (  # noqa: E402
+    EmbeddedServer,
+    Nginx,
+    PythonHttpServer,
+    ensure_nginx,
+    stop_daemon,
+)
 
 from lazygit.sample import LARGE, SMALL, SampleInfo, SampleSpec, make_server_repo  # noqa: E402
 
@@ -173,20 +175,3 @@ def daemons() -> Iterator[list[Path]]:
     yield started
     for git_dir in started:
         stop_daemon(git_dir)
-
-
-def stop_daemon(git_dir: Path) -> None:
-    """Stop the daemon of ``git_dir`` if one runs (and wait until it has exited)."""
-    info = git_dir / "lazygit" / "daemon.json"
-    try:
-        pid = json.loads(info.read_text())["pid"]
-    except (OSError, ValueError, KeyError):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    for _ in range(200):
-        if not running(pid):
-            return
-        time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)  # its session: an index-pack it started dies too

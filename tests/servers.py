@@ -93,6 +93,23 @@ def running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def stop_daemon(git_dir: Path) -> None:
+    """Stop the daemon of ``git_dir`` if one runs (and wait until it has exited)."""
+    info = git_dir / "lazygit" / "daemon.json"
+    try:
+        pid = json.loads(info.read_text())["pid"]
+    except (OSError, ValueError, KeyError):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    for _ in range(200):
+        if not running(pid):
+            return
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)  # its session: an index-pack it started dies too
+
+
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     """Terminate a server's process group (nginx: fast shutdown) and reap the leader."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
