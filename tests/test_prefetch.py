@@ -147,6 +147,17 @@ def wait_for_batches(repo: Path, count: int) -> list[str]:
     raise AssertionError(daemon_log(repo))
 
 
+def log_once_families_are_planned(repo: Path) -> list[str]:
+    """The daemon's log once any family prefetch would be logged: the daemon plans one as
+    soon as its history index is loaded (then allow it half a second)."""
+    for _ in range(3000):
+        if any(" history index: " in ln for ln in daemon_log(repo)):
+            break
+        time.sleep(0.01)
+    time.sleep(0.5)
+    return daemon_log(repo)
+
+
 def test_old_version_brings_its_family_after_the_answer(
     fresh: Path, large: Published, nginx: Nginx, entries: dict[str, tuple[int, str | None]]
 ) -> None:
@@ -182,12 +193,7 @@ def test_files_walked_one_at_a_time_bring_one_family_at_most(fresh: Path, large:
     script = " && ".join(f"git show v1.0:{p} > /dev/null" for p in paths)
     proc = subprocess.run(["sh", "-c", script], cwd=fresh, env=base_env(), capture_output=True)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
-    for _ in range(3000):  # a family is planned once the history index is loaded
-        if any(" history index: " in ln for ln in daemon_log(fresh)):
-            break
-        time.sleep(0.01)
-    time.sleep(0.5)
-    families = [ln for ln in daemon_log(fresh) if "after the answer" in ln]
+    families = [ln for ln in log_once_families_are_planned(fresh) if "after the answer" in ln]
     assert len(families) <= 1, families
 
 
@@ -195,12 +201,7 @@ def test_current_version_or_family_off_brings_nothing_more(fresh: Path, large: P
     compare(fresh, large.full, "show", f"HEAD:{HOT}")  # the file as it is now
     git(fresh, "config", "lazygit.familyBytes", "0")
     compare(fresh, large.full, "show", f"v2.0:{HOT}")
-    for _ in range(3000):  # a family would be planned once the history index is loaded
-        if any(" history index: " in ln for ln in daemon_log(fresh)):
-            break
-        time.sleep(0.01)
-    time.sleep(0.5)
-    log = daemon_log(fresh)
+    log = log_once_families_are_planned(fresh)
     assert sum(" batch: " in ln for ln in log) == 2 and not any(" prefetch: " in ln for ln in log)
     older = git(fresh, "rev-parse", f"v1.0:{HOT}", env=NO_LAZY).text.strip()
     assert not has_object(fresh, older)
