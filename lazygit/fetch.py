@@ -26,7 +26,7 @@ from lazygit.catalog import Catalog, PackHandle
 from lazygit.config import Settings
 from lazygit.errors import CorruptDataError, HTTPStatusError, PackChangedError, RemoteError
 from lazygit.localrepo import LocalObjects, LocalRepo
-from lazygit.loose import LooseObject, fetch_loose, walk_loose_metadata
+from lazygit.loose import LooseObject, SpooledObject, fetch_loose_spooled, walk_loose_metadata
 from lazygit.packmeta import PackTypes
 from lazygit.packwriter import (
     OBJ_BLOB,
@@ -39,7 +39,7 @@ from lazygit.packwriter import (
     parse_entry_header,
 )
 from lazygit.progress import QUIET, Progress, Task
-from lazygit.ranges import Extent, coalesce
+from lazygit.ranges import Extent, coalesce, split
 
 PROMISOR_MESSAGE = "lazygit"
 #: A batch of at least this many objects is written as two packs, indexed at once by two
@@ -128,6 +128,22 @@ HEADER_BYTES = 32
 WHOLE_ENTRY_BYTES = 256
 
 _Spooled = dict[tuple[str, int], tuple[int, int]]
+#: (server pack number, entry offset) -> (spool position, length)
+_Places = dict[tuple[int, int], tuple[int, int]]
+#: A spooled entry is copied into the pack in pieces of at most this many bytes: a big blob
+#: is never held whole.
+HOLD_BYTES = 1 << 20
+
+
+def _pread_pieces(fd: int, pos: int, length: int) -> Iterator[bytes]:
+    """``length`` bytes of file ``fd`` from ``pos``, in pieces of at most HOLD_BYTES."""
+    end = pos + length
+    while pos < end:
+        data = os.pread(fd, min(HOLD_BYTES, end - pos), pos)
+        if not data:
+            raise CorruptDataError("the batch's spool file is shorter than what was written")
+        yield data
+        pos += len(data)
 
 
 def _coalesce(extents: list[Extent], settings: Settings) -> list[Extent]:
@@ -491,12 +507,19 @@ def _write_meta(
                 assert kept is not None and spool is not None
                 _write_entries(writer, plan, stream, kept, spool)
         for obj in loose:
-            writer.add_object(obj.type_num, obj.content)
+            _add_loose(writer, obj)
         if before_trailer is not None:
             before_trailer()
         writer.finish()
 
     return repo.index_pack(write, promisor=PROMISOR_MESSAGE)
+
+
+def _add_loose(writer: PackWriter, obj: LooseObject | SpooledObject) -> None:
+    if isinstance(obj, SpooledObject):
+        writer.add_deflated(obj.type_num, obj.size, obj.pieces())
+    else:
+        writer.add_object(obj.type_num, obj.content)
 
 
 class FetchEngine:
@@ -576,14 +599,23 @@ class FetchEngine:
         if not missing and not loose:
             return meter.stats(0, 0, [])
         located, loose_oids = self._locate(missing)
+        absent: list[bytes] = []
+        fetched: list[SpooledObject] = []
         with tempfile.TemporaryFile(dir=self._tmp_dir(), prefix="spool-") as spool:
-            spooled, rounds = self._read_rounds(located, spool, progress)
-            absent: list[bytes] = []
-            fetched = fetch_loose(
-                self.catalog.sources, loose_oids, workers=self.settings.connections, absent=absent
-            )
-            objs = [*loose, *fetched]
-            packs = self._write_packs(spool, spooled, objs) if spooled or objs else []
+            try:
+                spooled, rounds = self._read_rounds(located, spool, progress)
+                fetched = fetch_loose_spooled(
+                    self.catalog.sources,
+                    loose_oids,
+                    self._tmp_dir(),
+                    workers=self.settings.connections,
+                    absent=absent,
+                )
+                objs = [*loose, *fetched]
+                packs = self._write_packs(spool, spooled, objs) if spooled or objs else []
+            finally:
+                for obj in fetched:
+                    obj.close()
         self.local.refresh()
         stats = meter.stats(len(spooled) + len(objs), rounds, packs)
         stats.absent = absent
@@ -661,18 +693,19 @@ class FetchEngine:
 
     def _read_rounds(
         self, want: dict[int, set[int]], spool: IO[bytes], progress: Progress
-    ) -> tuple[dict[tuple[int, int], tuple[int, int]], int]:
+    ) -> tuple[_Places, int]:
         """Read wanted entries, then their missing delta bases, breadth-first, into ``spool``.
 
         Rounds after the first read a few entries before each base as well (see
         :meth:`_with_read_behind`): a delta family sits together in a server pack, so the
         deeper bases of a chain are usually there, and a chain of depth 12 costs three or
         four rounds instead of twelve.  Every
-        entry that arrives (read-behind, or in a gap read through) is kept aside for the
-        rest of the batch and used when it turns out to be a base.
+        entry that arrives (read-behind, or in a gap read through) is spooled as it arrives,
+        noted aside for the rest of the batch, and used when it turns out to be a base.
         """
-        spooled: dict[tuple[int, int], tuple[int, int]] = {}
-        aside: dict[tuple[int, int], bytes] = {}
+        spooled: _Places = {}
+        # Every whole entry that arrived and is not taken yet, by where it sits in the spool.
+        aside: _Places = {}
         # Every oid read or queued: an object stored in two server packs is read once.
         self._queued = {
             self.catalog.packs[pno].pack.oid_at(off) for pno, offs in want.items() for off in offs
@@ -698,31 +731,59 @@ class FetchEngine:
                         self._with_read_behind(pno, e, rounds, spooled, aside) for e in entries
                     ]
                 merged = _coalesce(reads, self.settings)
-                pack = h.pack
-                for ext, data in self.reader(h, merged, task.advance):
-                    # Every entry the read holds whole, walked by pack position (a read
-                    # starts where an entry does).
-                    pos, p = ext.start, pack.position_of_offset(ext.start)
-                    while pos < ext.end:
-                        end = pack.end_of_position(p + 1)
-                        if end > ext.end:
-                            break
-                        if (pno, pos) not in spooled:
-                            aside[(pno, pos)] = data[pos - ext.start : end - ext.start]
-                        pos, p = end, p + 1
+                self._spool_reads(pno, merged, spool, aside, spooled, task)
+                spool.flush()  # _take reads the headers back by pread
                 for off in sorted(offsets):
                     self._take((pno, off), aside, spooled, spool, nxt)
             want = nxt
         task.done()
         return spooled, rounds
 
+    def _spool_reads(
+        self,
+        pno: int,
+        merged: list[Extent],
+        spool: IO[bytes],
+        aside: _Places,
+        spooled: _Places,
+        task: Task,
+    ) -> None:
+        """Read ``merged`` (each starts where an entry does) straight into ``spool``, and
+        note every whole entry that arrived in ``aside``.
+
+        A read is asked for in the pieces the remote requests anyway (``maxRangeBytes``), so
+        it is never held whole: a big blob costs one piece of memory, not its size."""
+        h = self.catalog.packs[pno]
+        pack = h.pack
+        it = iter(merged)
+        ext = Extent(0, 0)
+        at = 0  # spool position of ext.start
+        pieces = split(merged, max(1, int(self.settings.maxRangeBytes)))
+        for piece, data in self.reader(h, pieces, task.advance):
+            while piece.start >= ext.end:  # the first piece of the next read
+                ext = next(it)
+                at = spool.tell()
+            spool.write(data)
+            if piece.end < ext.end:
+                continue
+            # The read is complete: every entry it holds whole, walked by pack position.
+            pos, p = ext.start, pack.position_of_offset(ext.start)
+            while pos < ext.end:
+                end = pack.end_of_position(p + 1)
+                if end > ext.end:
+                    break
+                key = (pno, pos)
+                if key not in spooled and key not in aside:
+                    aside[key] = (at + pos - ext.start, end - pos)
+                pos, p = end, p + 1
+
     def _with_read_behind(
         self,
         pno: int,
         base: Extent,
         rounds: int,
-        spooled: dict[tuple[int, int], tuple[int, int]],
-        aside: dict[tuple[int, int], bytes],
+        spooled: _Places,
+        aside: _Places,
     ) -> Extent:
         """The read for a delta base: with ``readBehindEntries`` entries before it (four
         times as many after the second round) and ``readBehind`` bytes, where the deeper
@@ -752,23 +813,23 @@ class FetchEngine:
     def _take(
         self,
         key: tuple[int, int],
-        aside: dict[tuple[int, int], bytes],
-        spooled: dict[tuple[int, int], tuple[int, int]],
+        aside: _Places,
+        spooled: _Places,
         spool: IO[bytes],
         nxt: dict[int, set[int]],
     ) -> None:
-        """Spool the entry at ``key`` and follow its delta chain as far as ``aside`` reaches;
-        the first base not at hand is queued for the next round."""
+        """Take the entry at ``key`` into the batch and follow its delta chain as far as
+        ``aside`` reaches; the first base not at hand is queued for the next round."""
         while key is not None and key not in spooled:
-            raw = aside.pop(key, None)
-            if raw is None:
+            place = aside.pop(key, None)
+            if place is None:
                 raise CorruptDataError(
                     f"{self.catalog.packs[key[0]].name}: entry at {key[1]} "
                     "was not in the server's answer"
                 )
-            spooled[key] = (spool.tell(), len(raw))
-            spool.write(raw)
-            base = self._base_to_fetch(key[0], key[1], raw)
+            spooled[key] = place
+            head = os.pread(spool.fileno(), min(place[1], HEADER_BYTES), place[0])
+            base = self._base_to_fetch(key[0], key[1], head)
             if base is None:
                 return
             if base in aside:
@@ -816,8 +877,8 @@ class FetchEngine:
     def _write_packs(
         self,
         spool: IO[bytes],
-        spooled: dict[tuple[int, int], tuple[int, int]],
-        loose: list[LooseObject],
+        spooled: _Places,
+        loose: Sequence[LooseObject | SpooledObject],
     ) -> list[str]:
         """The batch as one pack, or as two indexed at once when it is big (each holds whole
         delta families: a pack's deltas may name only its own or local objects)."""
@@ -850,8 +911,8 @@ class FetchEngine:
     def _write_group(
         self,
         spool: IO[bytes],
-        group: dict[tuple[int, int], tuple[int, int]],
-        loose: list[LooseObject],
+        group: _Places,
+        loose: Sequence[LooseObject | SpooledObject],
         stop: threading.Event | None = None,
     ) -> str:
         fd = spool.fileno()
@@ -863,17 +924,16 @@ class FetchEngine:
                     raise _Cancelled
                 pos, length = group[(pno, offset)]
                 h = self.catalog.packs[pno]
-                raw = os.pread(fd, length, pos)
-                writer.add_entry(h.name, offset, raw, h.pack.oid_at, h.pack.oid_at(offset))
+                head = os.pread(fd, min(length, HOLD_BYTES), pos)
+                rest = _pread_pieces(fd, pos + len(head), length - len(head))
+                writer.add_entry(h.name, offset, head, h.pack.oid_at, h.pack.oid_at(offset), rest)
             for obj in loose:
-                writer.add_object(obj.type_num, obj.content)
+                _add_loose(writer, obj)
             writer.finish()
 
         return self.repo.index_pack(write, promisor=PROMISOR_MESSAGE)
 
-    def _split(
-        self, spooled: dict[tuple[int, int], tuple[int, int]]
-    ) -> list[dict[tuple[int, int], tuple[int, int]]]:
+    def _split(self, spooled: _Places) -> list[_Places]:
         """Two groups of whole delta families, of about equal bytes (one if it is one family)."""
         parent: dict[tuple[int, int], tuple[int, int]] = {}
 
@@ -894,7 +954,7 @@ class FetchEngine:
             ((sum(spooled[k][1] for k in keys), keys) for keys in families.values()),
             key=lambda item: -item[0],
         )
-        groups: list[dict[tuple[int, int], tuple[int, int]]] = [{}, {}]
+        groups: list[_Places] = [{}, {}]
         held = [0, 0]
         for size, keys in sized:  # largest first, each into the lighter group
             i = 0 if held[0] <= held[1] else 1
@@ -903,7 +963,7 @@ class FetchEngine:
         return [g for g in groups if g]
 
     def _in_batch_bases(
-        self, spooled: dict[tuple[int, int], tuple[int, int]]
+        self, spooled: _Places
     ) -> Iterator[tuple[tuple[int, int], tuple[int, int]]]:
         """(delta, base) for every spooled delta whose base is spooled too.  An oid is read
         once per batch (``_queued``), so its base is usually where the delta named it, else
@@ -920,9 +980,7 @@ class FetchEngine:
             if base is not None:
                 yield key, base
 
-    def _base_first_order(
-        self, spooled: dict[tuple[int, int], tuple[int, int]]
-    ) -> list[tuple[int, int]]:
+    def _base_first_order(self, spooled: _Places) -> list[tuple[int, int]]:
         """Pack order, except that a delta whose base is in this batch (possibly read from
         another server pack) comes after that base, so the writer can name it by offset."""
         waiting: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)

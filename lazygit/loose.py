@@ -7,16 +7,27 @@ looks at it, and it reaches the local store only inside a pack through ``git ind
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import IO, TypeVar
 
 from lazygit.discovery import ObjectSource
 from lazygit.errors import CorruptDataError, RemoteError
 from lazygit.packwriter import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE
 
 TYPE_NUMS = {b"commit": OBJ_COMMIT, b"tree": OBJ_TREE, b"blob": OBJ_BLOB, b"tag": OBJ_TAG}
+
+
+#: Bytes inflated or deflated at once: a loose object of any size is checked in pieces.
+PIECE_BYTES = 1 << 20
+#: A loose object whose deflated form grows past this goes to disk until it is packed.
+HOLD_BYTES = 1 << 20
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -26,22 +37,106 @@ class LooseObject:
     content: bytes
 
 
-def decode_loose(oid: bytes, data: bytes) -> LooseObject:
-    """Inflate and hash-check a loose object file."""
+@dataclass(frozen=True)
+class SpooledObject:
+    """A hash-checked loose object, deflated again as a pack entry's data: in memory while
+    small, on disk once big (a pushed file of any size is never held whole)."""
+
+    oid: bytes
+    type_num: int
+    size: int
+    deflated: IO[bytes]
+
+    def pieces(self) -> Iterator[bytes]:
+        """The deflated data, from the start, in pieces."""
+        self.deflated.seek(0)
+        while piece := self.deflated.read(PIECE_BYTES):
+            yield piece
+
+    def close(self) -> None:
+        self.deflated.close()
+
+
+def inflate_loose(oid: bytes, chunks: Iterable[bytes], sink: Callable[[bytes], None]) -> int:
+    """Inflate a loose object file as it arrives and check its header, size and hash; the
+    content goes to ``sink`` in pieces of at most PIECE_BYTES.  Returns the type number."""
+    inflater = zlib.decompressobj()
+    sha = hashlib.sha1()
+    head = bytearray()  # the "<type> <size>" header, until its NUL
+    type_num = size = -1
+    got = 0
+
+    def malformed() -> CorruptDataError:
+        return CorruptDataError(f"loose object {oid.hex()} from the server is malformed")
+
+    def take(raw: bytes) -> None:
+        nonlocal type_num, size, got
+        sha.update(raw)
+        if type_num < 0:
+            head.extend(raw)
+            nul = head.find(b"\0")
+            if nul < 0:
+                if len(head) > 64:
+                    raise malformed()
+                return
+            kind, _, digits = bytes(head[:nul]).partition(b" ")
+            # int() refuses over 4,300 digits
+            if kind not in TYPE_NUMS or not digits.isdigit() or len(digits) > 20:
+                raise malformed()
+            type_num, size = TYPE_NUMS[kind], int(digits)
+            raw = bytes(head[nul + 1 :])
+        got += len(raw)
+        if got > size:
+            raise malformed()
+        if raw:
+            sink(raw)
+
     try:
-        raw = zlib.decompress(data)
+        for chunk in chunks:
+            data = chunk
+            while data and not inflater.eof:  # bounded output: a small file may inflate a lot
+                take(inflater.decompress(data, PIECE_BYTES))
+                data = inflater.unconsumed_tail
+        take(inflater.flush())
     except zlib.error:
         raise CorruptDataError(
             f"loose object {oid.hex()} from the server is not zlib data"
         ) from None
-    header, nul, content = raw.partition(b"\0")
-    kind, _, size = header.partition(b" ")
-    sized = size.isdigit() and len(size) <= 20  # int() refuses over 4,300 digits
-    if not nul or kind not in TYPE_NUMS or not sized or int(size) != len(content):
-        raise CorruptDataError(f"loose object {oid.hex()} from the server is malformed")
-    if hashlib.sha1(raw).digest() != oid:
+    if not inflater.eof:
+        raise CorruptDataError(f"loose object {oid.hex()} from the server is not zlib data")
+    if type_num < 0 or got != size:
+        raise malformed()
+    if sha.digest() != oid:
         raise CorruptDataError(f"loose object {oid.hex()} from the server has the wrong content")
-    return LooseObject(oid, TYPE_NUMS[kind], content)
+    return type_num
+
+
+def decode_loose(oid: bytes, data: bytes | Iterable[bytes]) -> LooseObject:
+    """Inflate and hash-check a loose object file (given whole or in pieces)."""
+    parts: list[bytes] = []
+    type_num = inflate_loose(oid, [data] if isinstance(data, bytes) else data, parts.append)
+    return LooseObject(oid, type_num, b"".join(parts))
+
+
+def spool_loose(oid: bytes, chunks: Iterable[bytes], tmp_dir: Path) -> SpooledObject:
+    """Hash-check a loose object file as it arrives and deflate its content again for a
+    pack, in memory or, past HOLD_BYTES, in a temporary file under ``tmp_dir``."""
+    out = tempfile.SpooledTemporaryFile(max_size=HOLD_BYTES, dir=tmp_dir)  # noqa: SIM115
+    try:
+        deflater = zlib.compressobj()
+        size = 0
+
+        def sink(raw: bytes) -> None:
+            nonlocal size
+            size += len(raw)
+            out.write(deflater.compress(raw))
+
+        type_num = inflate_loose(oid, chunks, sink)
+        out.write(deflater.flush())
+    except BaseException:
+        out.close()
+        raise
+    return SpooledObject(oid, type_num, size, out)
 
 
 def links(obj: LooseObject) -> list[tuple[bytes, bool]]:
@@ -73,17 +168,41 @@ def fetch_loose(
     workers: int,
     absent: list[bytes] | None = None,
 ) -> list[LooseObject]:
-    """Fetch loose objects concurrently.
+    """Fetch loose objects concurrently, their content in memory (commits, trees, tags).
 
     An object the server lacks raises RemoteError naming it -- or, when the caller passes an
     ``absent`` list, is added to it, so one unknown id does not fail a whole batch.
     """
+    return _fetch_each(sources, oids, workers, absent, lambda oid: partial(decode_loose, oid))
 
-    def one(oid: bytes) -> LooseObject | None:
+
+def fetch_loose_spooled(
+    sources: Sequence[ObjectSource],
+    oids: Iterable[bytes],
+    tmp_dir: Path,
+    *,
+    workers: int,
+    absent: list[bytes] | None = None,
+) -> list[SpooledObject]:
+    """Fetch loose objects concurrently, streamed (blobs of any size), ready to be packed;
+    the caller closes them.  A missing object as in fetch_loose."""
+    return _fetch_each(
+        sources, oids, workers, absent, lambda oid: partial(spool_loose, oid, tmp_dir=tmp_dir)
+    )
+
+
+def _fetch_each(
+    sources: Sequence[ObjectSource],
+    oids: Iterable[bytes],
+    workers: int,
+    absent: list[bytes] | None,
+    reader: Callable[[bytes], Callable[[Iterator[bytes]], _T]],
+) -> list[_T]:
+    def one(oid: bytes) -> _T | None:
         for source in sources:
-            data = source.remote.get_bytes(source.loose_path(oid), missing_ok=True)
-            if data is not None:
-                return decode_loose(oid, data)
+            got = source.remote.get_with(source.loose_path(oid), reader(oid), missing_ok=True)
+            if got is not None:
+                return got
         if absent is None:
             raise RemoteError(f"object {oid.hex()} is not on the server (neither packed nor loose)")
         absent.append(oid)

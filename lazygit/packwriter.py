@@ -190,8 +190,12 @@ class PackWriter:
         data: bytes | memoryview,
         base_oid_at: Callable[[int], bytes],
         oid: bytes | None = None,
+        rest: Iterable[bytes] = (),
     ) -> None:
         """Copy a raw server entry (its id is ``oid``, if the caller knows it).
+
+        ``data`` holds at least the entry's header; ``rest``, if given, the bytes after
+        ``data`` in pieces: a big entry is copied without being held in memory.
 
         A delta whose base is already in this pack -- found by (pack, offset) or, for entries
         added with their ``oid``, by object id -- becomes an OFS_DELTA with the distance for
@@ -201,6 +205,8 @@ class PackWriter:
         """
         here = self._next()
         self._copy(pack, offset, data, base_oid_at, here)
+        for piece in rest:
+            self._write(piece)
         self._written[(pack, offset)] = here
         if oid is not None:
             self._by_oid[oid] = here
@@ -332,11 +338,16 @@ class PackWriter:
 
     def add_object(self, type_num: int, content: bytes) -> None:
         """Add a whole object (e.g. a loose one) with zlib-compressed content."""
+        self.add_deflated(type_num, len(content), [zlib.compress(content)])
+
+    def add_deflated(self, type_num: int, size: int, deflated: Iterable[bytes]) -> None:
+        """Add a whole object of ``size`` bytes whose zlib stream comes in pieces."""
         if type_num not in (OBJ_COMMIT, OBJ_TREE, OBJ_BLOB, OBJ_TAG):
             raise ValueError(f"not a whole-object type: {type_num}")
         self._next()
-        self._write(encode_type_size(type_num, len(content)))
-        self._write(zlib.compress(content))
+        self._write(encode_type_size(type_num, size))
+        for piece in deflated:
+            self._write(piece)
 
     def finish(self) -> bytes:
         """Write the trailer and return the pack checksum; ValueError if count is wrong."""

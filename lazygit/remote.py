@@ -679,15 +679,25 @@ class DumbRemote:
     def get_bytes(self, path: str, *, missing_ok: bool = False) -> bytes | None:
         """GET a small file. 404/410 -> None if missing_ok else HTTPStatusError.
         Connection problems -> RemoteError('cannot reach <host>: <reason>')."""
-        return self._retrying(lambda: self._get_bytes(path, missing_ok))
+        return self.get_with(path, b"".join, missing_ok=missing_ok)
 
-    def _get_bytes(self, path: str, missing_ok: bool) -> bytes | None:
+    def get_with(
+        self, path: str, consume: Callable[[Iterator[bytes]], _T], *, missing_ok: bool = False
+    ) -> _T | None:
+        """GET a file and hand its body to ``consume`` as it arrives (a big file is never
+        held whole); after a transient failure ``consume`` is called again, from the start.
+        404/410 -> None if missing_ok, as get_bytes."""
+        return self._retrying(lambda: self._get_with(path, consume, missing_ok))
+
+    def _get_with(
+        self, path: str, consume: Callable[[Iterator[bytes]], _T], missing_ok: bool
+    ) -> _T | None:
         with self._request("GET", path) as resp:
             if resp.status_code in (404, 410) and missing_ok:
                 return None
             if resp.status_code != 200:
                 raise self._status_error(resp)
-            return b"".join(self._chunks(resp))
+            return consume(self._chunks(resp))
 
     def stat(self, path: str) -> FileInfo:
         """HEAD (falls back to GET Range 0-0); size and validators."""
