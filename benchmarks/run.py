@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +76,7 @@ class Sample:
     requests: int
     rss_mb: float = 0.0
     server_cpu: float = 0.0
+    daemon_rss_mb: float = 0.0
 
 
 @dataclass
@@ -89,6 +90,10 @@ class Row:
 
 
 _PEAK_RSS_KB = [0]
+#: GNU time reports the peak RSS of the command's own process tree.  The kernel's figure for
+#: a child of this process (wait4) starts at this process's own RSS, inherited through fork.
+_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+_RSS_MARK = "lazygit-bench-peak-rss-kb="
 
 
 #: A clone as users make it: the daemon is started at its end and writes the history index.
@@ -98,17 +103,21 @@ PRESTART_ENV = {**GIT_ENV, "GIT_CONFIG_VALUE_0": "true"}
 def start(
     cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
+    argv = [_TIME, "-f", f"{_RSS_MARK}%M", *cmd] if _TIME else cmd
     return subprocess.Popen(
-        cmd, cwd=cwd, env=env or GIT_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        argv, cwd=cwd, env=env or GIT_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
 
 
 def finish(proc: subprocess.Popen[bytes], cmd: list[str]) -> None:
     """Wait for ``proc``, keep its peak RSS, fail loudly if it failed."""
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, _usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    _PEAK_RSS_KB[0] = max(_PEAK_RSS_KB[0], usage.ru_maxrss)
-    err = proc.stderr.read().decode() if proc.stderr else ""
+    lines = (proc.stderr.read().decode() if proc.stderr else "").splitlines()
+    for line in lines:
+        if line.startswith(_RSS_MARK):
+            _PEAK_RSS_KB[0] = max(_PEAK_RSS_KB[0], int(line[len(_RSS_MARK) :]))
+    err = "\n".join(line for line in lines if not line.startswith(_RSS_MARK))
     if proc.returncode != 0:
         raise SystemExit(f"benchmark step failed: {' '.join(cmd)}\n{err[-2000:]}")
 
@@ -157,6 +166,19 @@ def busy_cpu_seconds() -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def daemon_peak_rss_mb(pids: Iterable[int]) -> float:
+    """The largest peak RSS (VmHWM: since it started) of these daemons."""
+    peak = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except (OSError, IndexError, ValueError):
+            continue
+    return peak / 1024
+
+
 def daemon_cpu_seconds() -> dict[int, float]:
     """CPU time of every running lazygit daemon, by pid.  Daemons are detached, so their
     time is not in RUSAGE_CHILDREN; it belongs to the client all the same."""
@@ -193,9 +215,12 @@ def measure(
     wall = time.perf_counter() - t0
     if then is not None:
         then()
+    daemons1 = daemon_cpu_seconds()
+    # The daemons that worked during the step (one left from an earlier step may idle).
+    daemon_rss = daemon_peak_rss_mb(p for p, t in daemons1.items() if t > daemons0.get(p, -1.0))
     busy = busy_cpu_seconds() - busy0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    daemons = sum(t - daemons0.get(pid, 0.0) for pid, t in daemon_cpu_seconds().items())
+    daemons = sum(t - daemons0.get(pid, 0.0) for pid, t in daemons1.items())
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime) + daemons
     entries = [e for s in servers for e in s.log_entries()]
     return Sample(
@@ -205,6 +230,7 @@ def measure(
         len(entries),
         rss_mb=_PEAK_RSS_KB[0] / 1024,
         server_cpu=max(0.0, busy - cpu),
+        daemon_rss_mb=daemon_rss,
     )
 
 
@@ -588,8 +614,12 @@ class Bench:
             "prefetch the daemon runs after answering (the other versions of that file); its "
             "wall time ends with git's answer. "
             "*daemon running*: the daemon the clone started is still up, nothing fetched yet.",
+            "*Peak RSS*: the command's process tree (GNU time; git's own processes included), "
+            "then, for lazygit, the largest peak of its daemons since they started "
+            "(/proc/PID/status VmHWM).",
             "",
-            "| operation | tool | wall s | client CPU s | peak RSS MB | server CPU s | bytes "
+            "| operation | tool | wall s | client CPU s | peak RSS MB (command / daemon) "
+            "| server CPU s | bytes "
             "| requests | lazygit / tool (wall) |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
@@ -604,9 +634,12 @@ class Bench:
                     if tool.startswith("lazygit") or base is None
                     else f"{base.median('wall') / row.median('wall'):.2f}"
                 )
+                rss = f"{row.median('rss_mb'):.0f}" if _TIME else "n/a"
+                if tool.startswith("lazygit") and row.median("daemon_rss_mb"):
+                    rss += f" / {row.median('daemon_rss_mb'):.0f}"
                 lines.append(
                     f"| {op} | {tool} | {row.median('wall'):.3f} | {row.median('cpu'):.2f} | "
-                    f"{row.median('rss_mb'):.0f} | {row.median('server_cpu'):.2f} | "
+                    f"{rss} | {row.median('server_cpu'):.2f} | "
                     f"{row.median('bytes'):,.0f} | {row.median('requests'):.0f} | {ratio} |"
                 )
         if self.needed:
