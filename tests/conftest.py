@@ -8,6 +8,7 @@ Tests put bare repositories into `server_root` (use a unique name per test modul
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,11 @@ if _VENV_BIN.is_dir():
 os.environ["GIT_CONFIG_COUNT"] = "1"
 os.environ["GIT_CONFIG_KEY_0"] = "lazygit.prestartDaemon"
 os.environ["GIT_CONFIG_VALUE_0"] = "false"
+# A suite started in the background by a shell without job control (`make test &` in a
+# script) inherits SIGINT ignored, and so would every clone the tests interrupt with it: they
+# get the default back (a handled signal is reset to the default across exec).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # Resume data of failed clones goes to a private cache, not the user's ~/.cache.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="lazygit-test-cache-")
 # Import this checkout's package even when it is not installed.
