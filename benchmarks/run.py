@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from servers import Nginx  # noqa: E402
+from servers import Nginx, status_kb  # noqa: E402
 
 from lazygit import sample  # noqa: E402
 
@@ -168,15 +168,7 @@ def busy_cpu_seconds() -> float:
 
 def daemon_peak_rss_mb(pids: Iterable[int]) -> float:
     """The largest peak RSS (VmHWM: since it started) of these daemons."""
-    peak = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]))
-        except (OSError, IndexError, ValueError):
-            continue
-    return peak / 1024
+    return max((status_kb(pid, "VmHWM") or 0 for pid in pids), default=0) / 1024
 
 
 def daemon_cpu_seconds() -> dict[int, float]:

@@ -23,10 +23,9 @@ from lazygit.packwriter import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE
 TYPE_NUMS = {b"commit": OBJ_COMMIT, b"tree": OBJ_TREE, b"blob": OBJ_BLOB, b"tag": OBJ_TAG}
 
 
-#: Bytes inflated or deflated at once: a loose object of any size is checked in pieces.
+#: Bytes inflated or deflated at once: a loose object of any size is checked in pieces, and
+#: one whose deflated form grows past this goes to disk until it is packed.
 PIECE_BYTES = 1 << 20
-#: A loose object whose deflated form grows past this goes to disk until it is packed.
-HOLD_BYTES = 1 << 20
 _T = TypeVar("_T")
 
 
@@ -120,8 +119,8 @@ def decode_loose(oid: bytes, data: bytes | Iterable[bytes]) -> LooseObject:
 
 def spool_loose(oid: bytes, chunks: Iterable[bytes], tmp_dir: Path) -> SpooledObject:
     """Hash-check a loose object file as it arrives and deflate its content again for a
-    pack, in memory or, past HOLD_BYTES, in a temporary file under ``tmp_dir``."""
-    out = tempfile.SpooledTemporaryFile(max_size=HOLD_BYTES, dir=tmp_dir)  # noqa: SIM115
+    pack, in memory or, past PIECE_BYTES, in a temporary file under ``tmp_dir``."""
+    out = tempfile.SpooledTemporaryFile(max_size=PIECE_BYTES, dir=tmp_dir)  # noqa: SIM115
     try:
         deflater = zlib.compressobj()
         size = 0

@@ -93,6 +93,17 @@ def running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def status_kb(pid: int, field: str) -> int | None:
+    """A figure of /proc/PID/status in KiB (VmHWM: peak resident memory); None if gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def stop_daemon(git_dir: Path) -> None:
     """Stop the daemon of ``git_dir`` if one runs (and wait until it has exited)."""
     info = git_dir / "lazygit" / "daemon.json"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from gitcompare import NO_LAZY, git
-from servers import Nginx, stop_daemon
+from servers import Nginx, status_kb, stop_daemon
 
 from lazygit.clone import CloneOptions, clone
 from lazygit.config import Settings
@@ -98,10 +98,9 @@ def test_clone_streams_big_blobs(big_blobs: BigBlobs, nginx: Nginx, tmp_path: Pa
 
 def _vm(pid: int, field: str) -> int:
     """A /proc/PID/status figure, in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no {field} for {pid}")
+    kb = status_kb(pid, field)
+    assert kb is not None, f"no {field} for {pid}"
+    return kb * 1024
 
 
 def test_daemon_streams_big_blobs(big_blobs: BigBlobs, nginx: Nginx, tmp_path: Path) -> None:
