@@ -338,7 +338,7 @@ def fetch_metadata(
     the server-side fix).  The first pack with a bitmap is copied by whole runs of entries
     into its own promisor pack, streamed to index-pack in the background from the start:
     git hashes it while the other packs are scanned and the loose objects walked.  Those go
-    into a second pack, whose trailer waits for the first (its deltas may name bases there).
+    into a second pack that names no base in the first, so the two are indexed at once.
     """
     meter = _Meter(catalog)
     packs: list[str] = []
@@ -386,8 +386,12 @@ def fetch_metadata(
             loose = walk_loose_metadata(
                 roots, catalog.is_packed, catalog.sources, workers=settings.connections
             )
-            # A pushed pack can repeat objects (thin-pack bases): each is copied once.
-            earlier = [first] if first is not None else []
+            # A pushed pack can repeat objects (the bases index-pack --fix-thin appended on
+            # the server): the tail copies each once, but it keeps the copies of objects the
+            # head pack holds too.  A server pack's commit, tree and tag deltas name bases of
+            # their own type in the same pack, so the tail then names no base in the head
+            # and is indexed alongside it instead of after it.
+            earlier: list[PackHandle] = []
             plans: list[_MetaPlan] = []
             for h in rest:
                 entries = [
@@ -404,10 +408,7 @@ def fetch_metadata(
             count += tail_count
             task.update(total=total + sum(e.length for p in plans for e in p.merged))
             if tail_count:
-                # Deltas here may name bases in the first pack: index-pack --fix-thin looks
-                # them up once it has the trailer, so the trailer waits for that pack.
-                wait = background.result if background is not None else None
-                tail = _write_meta(repo, plans, loose, tail_count, reader, task, kept, spool, wait)
+                tail = _write_meta(repo, plans, loose, tail_count, reader, task, kept, spool)
             if background is not None:
                 packs.append(background.result())
             if tail_count:
@@ -482,12 +483,12 @@ def _write_meta(
     task: Task,
     kept: _Spooled | None = None,
     spool: IO[bytes] | None = None,
-    before_trailer: Callable[[], object] | None = None,
 ) -> str:
     """One promisor pack of the planned entries and ``loose`` objects, through index-pack.
 
-    ``before_trailer`` runs before the pack's last bytes are written: index-pack resolves
-    deltas only once it has the whole pack.
+    Without ``--fix-thin``: every delta here names a base in the same pack (a server pack's
+    commit, tree and tag deltas have bases of their own type in that pack), so git itself
+    checks that the clone's packs need each other for nothing and may be indexed at once.
     """
 
     # With several packs, a delta may name a base copied from another pack by id.
@@ -508,11 +509,9 @@ def _write_meta(
                 _write_entries(writer, plan, stream, kept, spool)
         for obj in loose:
             _add_loose(writer, obj)
-        if before_trailer is not None:
-            before_trailer()
         writer.finish()
 
-    return repo.index_pack(write, promisor=PROMISOR_MESSAGE)
+    return repo.index_pack(write, promisor=PROMISOR_MESSAGE, fix_thin=False)
 
 
 def _add_loose(writer: PackWriter, obj: LooseObject | SpooledObject) -> None:
