@@ -3,7 +3,9 @@
 The daemon reads pack byte ranges through it: bytes already read (wanted entries and the gap
 bytes read through while coalescing) are served from memory, and only the uncovered parts of
 a request go to the server.  Segments are keyed by (pack, start) and evicted least recently
-used first once ``capacity`` bytes are held.
+used first once ``capacity`` bytes are held.  A read bigger than STREAM_RATIO of the cache (a
+big blob, a huge batch) streams past it, as JGit streams objects past its block cache: it
+would push out everything else and could not stay itself.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ def direct_reader(
 ) -> Iterator[tuple[Extent, bytes]]:
     """Read straight from the server (no cache)."""
     return handle.source.remote.read_extents(handle.info, extents, on_bytes=on_bytes)
+
+
+#: A reader call wanting more than this share of the cache is not kept in it (JGit's
+#: DfsBlockCache ``streamRatio``, whose default is also 0.30).
+STREAM_RATIO = 0.30
 
 
 class BlockCache:
@@ -89,8 +96,11 @@ class BlockCache:
         extents: Sequence[Extent],
         on_bytes: Callable[[int], None] | None = None,
     ) -> Iterator[tuple[Extent, bytes]]:
-        """The Reader protocol: memory first, the server for the rest."""
-        return read_through(self, handle, extents, on_bytes)
+        """The Reader protocol: memory first, the server for the rest (kept, unless the
+        call wants more than STREAM_RATIO of the cache)."""
+        wanted = sum(e.length for e in extents)
+        store: SegmentStore = self if wanted <= self.capacity * STREAM_RATIO else _Past(self)
+        return read_through(store, handle, extents, on_bytes)
 
     # The names read_through() uses.
     def covered(self, pack: str, ext: Extent) -> list[tuple[int, bytes]]:
@@ -108,6 +118,20 @@ class SegmentStore(Protocol):
 
     def covered(self, pack: str, ext: Extent) -> list[tuple[int, bytes]]: ...
     def put(self, pack: str, start: int, data: bytes) -> None: ...
+
+
+class _Past:
+    """A BlockCache seen by a read that streams past it: what it holds is used, nothing new
+    is kept."""
+
+    def __init__(self, cache: BlockCache) -> None:
+        self.cache = cache
+
+    def covered(self, pack: str, ext: Extent) -> list[tuple[int, bytes]]:
+        return self.cache.covered(pack, ext)
+
+    def put(self, pack: str, start: int, data: bytes) -> None:
+        self.cache.misses += len(data)
 
 
 def read_through(
