@@ -31,7 +31,7 @@ from lazygit.packmeta import (
     bitmap_head_needed,
     parse_bitmap_types,
 )
-from lazygit.ranges import Extent, coalesce, group_requests, split
+from lazygit.ranges import Extent, coalesce, group_requests, split, subtract
 
 #: A header scan reads this much of each entry (mirrors lazygit.fetch.HEADER_BYTES) ...
 HEADER_BYTES = 32
@@ -231,7 +231,7 @@ def _pack_report(
     t = pack.types
     entries = [
         e for p, e in pack.metadata_entries() if not skip(pack.oid_at_position(p))
-    ]  # objects an earlier pack already gave are copied once
+    ]  # objects an earlier pack of the same local pack gave are copied once
     meta_bytes = sum(e.length for e in entries)
     if not has_bitmap and pack.size <= settings.smallPackBytes:
         method, read = "whole", [Extent(0, pack.size)]
@@ -253,7 +253,8 @@ def _pack_report(
             read = coalesce(wants, min_gap=settings.rangeGap, overhead=settings.rangeOverhead)
         todo = [e for e in entries if e.start not in kept]
         merged = coalesce(todo, min_gap=settings.rangeGap, overhead=settings.rangeOverhead)
-        read = read + merged
+        # The client keeps what the scan read (its resume store): only the rest is read.
+        read = sorted(read + subtract(merged, read))
     multi, single = _requests(read, settings)
     return PackReport(
         name=pack.name,
@@ -286,6 +287,7 @@ def analyze(path: Path, settings: Settings | None = None) -> RepoReport:
     ]
     types_by_oid: dict[bytes, int] | None = None
     earlier: list[ServerPack] = []
+    head_seen = False
     for name in order:
         pack_file = pack_dir / f"{name}.pack"
         idx_file = pack_dir / f"{name}.idx"
@@ -320,14 +322,19 @@ def analyze(path: Path, settings: Settings | None = None) -> RepoReport:
             if types_by_oid is None:
                 types_by_oid = _object_types(git_dir)
             pack.types = _types_from_objects(pack, types_by_oid)
-        prior = list(earlier)
+        # The client copies the first pack with a bitmap whole into a pack of its own, and
+        # the other ranged packs into one more, where an object they repeat is copied once.
+        head = has_bitmap and not head_seen
+        head_seen = head_seen or has_bitmap
+        prior = [] if head else list(earlier)
         rep = _pack_report(
             pack,
             has_bitmap,
             settings,
             lambda oid, prior=prior: any(q.offset_of(oid) is not None for q in prior),
         )
-        earlier.append(pack)
+        if not head and rep.method != "whole":
+            earlier.append(pack)
         report.packs.append(rep)
         if not has_bitmap and rep.method != "whole":
             report.findings.append(

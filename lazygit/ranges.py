@@ -83,6 +83,26 @@ def coalesce(extents: Iterable[Extent], *, min_gap: int, overhead: float) -> lis
     return [Extent(start, end) for start, end in merged]
 
 
+def subtract(extents: Sequence[Extent], held: Sequence[Extent]) -> list[Extent]:
+    """The parts of sorted disjoint ``extents`` outside sorted disjoint ``held``: what a
+    reader that keeps what it read (blockcache.read_through) still asks the server for."""
+    out: list[Extent] = []
+    j = 0
+    for ext in extents:
+        pos = ext.start
+        while j < len(held) and held[j].end <= pos:
+            j += 1
+        k = j
+        while k < len(held) and held[k].start < ext.end:
+            if held[k].start > pos:
+                out.append(Extent(pos, held[k].start))
+            pos = max(pos, held[k].end)
+            k += 1
+        if pos < ext.end:
+            out.append(Extent(pos, ext.end))
+    return out
+
+
 def split(extents: Iterable[Extent], max_len: int) -> list[Extent]:
     """Cut extents longer than max_len into pieces of at most max_len.
 

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import REPO, Published
 
 from lazygit.prepare import analyze
@@ -192,3 +193,25 @@ def test_report_counts_requests_for_both_range_modes(small: Published, server_ro
     repo = copy_sample(small, server_root, "requests")
     (pack, _nobitmap) = analyze(repo).packs
     assert pack.requests_multi <= pack.requests_single == pack.ranges
+
+
+@pytest.mark.slow
+def test_report_of_an_unprepared_repository_matches_what_a_clone_reads(
+    large: Published, server_root: Path, nginx, tmp_path: Path
+):
+    """Bitmap pack, pushed pack (whose --fix-thin bases repeat objects of the bitmap pack) and
+    loose objects: from each pack, the client reads exactly the bytes prepare predicts (its
+    long reads go out in more, shorter ranges: the resume store keeps them in pieces)."""
+    repo = copy_sample(large, server_root, "layouts")
+    report = analyze(repo)
+    assert len(report.packs) == 2
+    assert {p.method for p in report.packs} == {"ranges", "header scan"}
+    nginx.clear_log()
+    dest = tmp_path / "lazy"
+    clone = lazygit("clone", "-q", "--no-checkout", nginx.url(repo.name), str(dest))
+    assert clone.returncode == 0, clone.stderr
+    entries = nginx.log_entries()
+    for pack in report.packs:
+        ranges, nbytes = pack_ranges(entries, pack.name)
+        assert nbytes == pack.read_bytes, pack.name
+        assert ranges >= pack.ranges, pack.name

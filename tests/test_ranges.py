@@ -16,7 +16,7 @@ from lazygit.httpranges import (
     multipart_boundary,
     parse_content_range,
 )
-from lazygit.ranges import Extent, coalesce, group_requests, range_header, split
+from lazygit.ranges import Extent, coalesce, group_requests, range_header, split, subtract
 
 # -- strategies ----------------------------------------------------------------------------
 
@@ -32,6 +32,20 @@ def sorted_disjoint(extents: list[Extent]) -> bool:
     return all(a.end < b.start for a, b in itertools.pairwise(extents)) and all(
         e.length > 0 for e in extents
     )
+
+
+# -- subtract ------------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(extents_st, extents_st)
+def test_subtract_leaves_exactly_the_bytes_not_held(wanted: list, held: list) -> None:
+    want = coalesce(wanted, min_gap=0, overhead=0.0)
+    have = coalesce(held, min_gap=0, overhead=0.0)
+    rest = subtract(want, have)
+    assert covered(rest) == covered(want) - covered(have)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(rest))
+    assert all(e.length > 0 for e in rest)
 
 
 # -- Extent --------------------------------------------------------------------------------
