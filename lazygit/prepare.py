@@ -322,8 +322,9 @@ def analyze(path: Path, settings: Settings | None = None) -> RepoReport:
             if types_by_oid is None:
                 types_by_oid = _object_types(git_dir)
             pack.types = _types_from_objects(pack, types_by_oid)
-        # The client copies the first pack with a bitmap whole into a pack of its own, and
-        # the other ranged packs into one more, where an object they repeat is copied once.
+        # The client copies the commits, trees and tags of the first pack with a bitmap into
+        # a pack of its own, and those of the other ranged packs into one more, where an
+        # object they repeat is copied once.
         head = has_bitmap and not head_seen
         head_seen = head_seen or has_bitmap
         prior = [] if head else list(earlier)
