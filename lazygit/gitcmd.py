@@ -9,11 +9,16 @@ Standard library only: the helper path uses this module.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lazygit.errors import GitCommandError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # Config that keeps internal git commands from recursing or prompting.
 _SAFE_CONFIG = ("-c", "core.virtualizeObjects=false")
@@ -42,21 +47,30 @@ def run_git(
     env: Mapping[str, str] | None = None,
     check: bool = True,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``git ARGS`` and capture its output; raise GitCommandError on failure."""
+    """Run ``git ARGS`` and capture its output; raise GitCommandError on failure.
+
+    Interrupted (Ctrl-C), it stops git and waits for it before the KeyboardInterrupt goes on:
+    ``subprocess.run`` kills the child but does not wait, so a `git init` could still be
+    writing into a directory the caller is removing."""
     try:
-        proc = subprocess.run(
+        proc = _start(
             git_argv(args),
             cwd=cwd,
-            input=input,
             env=git_env(env),
-            capture_output=True,
-            check=False,
+            stdin=None if input is None else subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
     except FileNotFoundError as exc:
         raise _not_found(exc, cwd) from exc
+    try:
+        out, err = proc.communicate(input)
+    except BaseException:
+        _stop(proc)
+        raise
     if check and proc.returncode != 0:
-        raise GitCommandError(f"git {args[0]} failed: {first_error_line(proc.stderr)}")
-    return proc
+        raise GitCommandError(f"git {args[0]} failed: {first_error_line(err)}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def git_output(args: Sequence[str], *, cwd: str | Path | None = None) -> str:
@@ -74,7 +88,7 @@ def popen_git(
 ) -> subprocess.Popen[bytes]:
     """Start ``git ARGS`` for streaming; stderr is captured for error messages."""
     try:
-        return subprocess.Popen(
+        return _start(
             git_argv(args),
             cwd=cwd,
             env=git_env(env),
@@ -84,6 +98,40 @@ def popen_git(
         )
     except FileNotFoundError as exc:
         raise _not_found(exc, cwd) from exc
+
+
+def _start(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen(argv, **kwargs)``, with a SIGINT that arrives meanwhile held back
+    until the child is known: raised inside Popen() after the fork, the KeyboardInterrupt
+    would leave git running where nobody stops or waits for it.  Once the child is known it
+    is stopped, and the signal is delivered as it would have been."""
+    caught: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    except ValueError:  # not the main thread, where Python handles signals
+        return subprocess.Popen(argv, **kwargs)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        proc = subprocess.Popen(argv, **kwargs)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if proc is not None:
+                _stop(proc)
+            if callable(previous):
+                previous(signal.SIGINT, None)  # Python's default: KeyboardInterrupt
+            elif previous == signal.SIG_DFL:
+                signal.raise_signal(signal.SIGINT)
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a git child and wait for it: it writes nothing more once this returns."""
+    proc.kill()
+    proc.wait()
+    for f in (proc.stdin, proc.stdout, proc.stderr):
+        if f is not None:
+            f.close()
 
 
 def first_error_line(stderr: bytes) -> str:
