@@ -106,9 +106,12 @@ def _start(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     would leave git running where nobody stops or waits for it.  Once the child is known it
     is stopped, and the signal is delivered as it would have been."""
     caught: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
     try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    except ValueError:  # not the main thread, where Python handles signals
+        if previous is None:  # a handler set outside Python: it could not be put back
+            raise ValueError
+        signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    except ValueError:  # (or not the main thread, where Python handles signals)
         return subprocess.Popen(argv, **kwargs)
     proc: subprocess.Popen[bytes] | None = None
     try:
@@ -116,13 +119,27 @@ def _start(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
     finally:
         signal.signal(signal.SIGINT, previous)
         if caught:
-            if proc is not None:
-                _stop(proc)
-            if callable(previous):
-                previous(signal.SIGINT, None)  # Python's default: KeyboardInterrupt
-            elif previous == signal.SIG_DFL:
-                signal.raise_signal(signal.SIGINT)
+            _deliver_sigint(previous, proc)
+    assert proc is not None
     return proc
+
+
+def _deliver_sigint(handler: object, proc: subprocess.Popen[bytes] | None) -> None:
+    """Deliver a SIGINT held back while ``proc`` started: its child is stopped if the
+    signal ends what we are doing (Python's default handler raises KeyboardInterrupt)."""
+    if handler == signal.SIG_IGN:
+        return
+    try:
+        if callable(handler):
+            handler(signal.SIGINT, None)
+            return
+    except BaseException:
+        if proc is not None:
+            _stop(proc)
+        raise
+    if proc is not None:  # SIG_DFL: the signal ends this process
+        _stop(proc)
+    signal.raise_signal(signal.SIGINT)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -79,3 +79,21 @@ def test_sigint_while_git_runs_stops_and_waits_for_it(
     assert time.monotonic() - t0 < 3
     (pid,) = pids
     assert _reaped(pid)
+
+
+def test_sigint_held_back_while_ignored_leaves_git_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = subprocess.Popen._execute_child  # type: ignore[attr-defined]
+
+    def execute_child(self: subprocess.Popen[bytes], *args: object) -> None:
+        start(self, *args)
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", execute_child)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        run_git(["init", "-q", str(tmp_path / "repo")])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (tmp_path / "repo" / ".git" / "HEAD").is_file()
