@@ -5,7 +5,7 @@ Seen in CI: SIGINT to a clone in its first moments left DIR behind holding a fre
 just after the fork, so nobody stopped or waited for `git init`, which went on writing after
 the clone had removed DIR.  SIGINT cannot be aimed at that instant from outside, so the first
 test delivers it from inside Popen (right after the child is started); the second uses a real
-timer during a running git command.
+timer during a running git command; the third checks that an ignored SIGINT stays ignored.
 """
 
 from __future__ import annotations
@@ -22,14 +22,17 @@ import pytest
 from lazygit.gitcmd import run_git
 
 
-def _children(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Pids of the children Popen starts from now on (recorded, not changed)."""
+def _children(monkeypatch: pytest.MonkeyPatch, *, interrupt: bool = False) -> list[int]:
+    """Pids of the children Popen starts from now on; with ``interrupt``, SIGINT is raised
+    the moment each child has started, before Popen returns."""
     pids: list[int] = []
     start = subprocess.Popen._execute_child  # type: ignore[attr-defined]
 
     def execute_child(self: subprocess.Popen[bytes], *args: object) -> None:
         start(self, *args)
         pids.append(self.pid)
+        if interrupt:
+            signal.raise_signal(signal.SIGINT)  # the signal lands between fork and return
 
     monkeypatch.setattr(subprocess.Popen, "_execute_child", execute_child)
     return pids
@@ -47,15 +50,7 @@ def _reaped(pid: int) -> bool:
 def test_sigint_as_git_starts_stops_and_waits_for_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pids: list[int] = []
-    start = subprocess.Popen._execute_child  # type: ignore[attr-defined]
-
-    def execute_child(self: subprocess.Popen[bytes], *args: object) -> None:
-        start(self, *args)
-        pids.append(self.pid)
-        signal.raise_signal(signal.SIGINT)  # the signal lands between fork and return
-
-    monkeypatch.setattr(subprocess.Popen, "_execute_child", execute_child)
+    pids = _children(monkeypatch, interrupt=True)
     with pytest.raises(KeyboardInterrupt):
         run_git(["init", "-q", str(tmp_path / "repo")])
     monkeypatch.undo()
@@ -84,13 +79,7 @@ def test_sigint_while_git_runs_stops_and_waits_for_it(
 def test_sigint_held_back_while_ignored_leaves_git_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    start = subprocess.Popen._execute_child  # type: ignore[attr-defined]
-
-    def execute_child(self: subprocess.Popen[bytes], *args: object) -> None:
-        start(self, *args)
-        signal.raise_signal(signal.SIGINT)
-
-    monkeypatch.setattr(subprocess.Popen, "_execute_child", execute_child)
+    _children(monkeypatch, interrupt=True)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         run_git(["init", "-q", str(tmp_path / "repo")])
