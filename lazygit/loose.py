@@ -65,8 +65,8 @@ def inflate_loose(oid: bytes, chunks: Iterable[bytes], sink: Callable[[bytes], N
     type_num = size = -1
     got = 0
 
-    def malformed() -> CorruptDataError:
-        return CorruptDataError(f"loose object {oid.hex()} from the server is malformed")
+    def malformed(what: str = "malformed") -> CorruptDataError:
+        return CorruptDataError(f"loose object {oid.hex()} from the server is {what}")
 
     def take(raw: bytes) -> None:
         nonlocal type_num, size, got
@@ -98,11 +98,9 @@ def inflate_loose(oid: bytes, chunks: Iterable[bytes], sink: Callable[[bytes], N
                 data = inflater.unconsumed_tail
         take(inflater.flush())
     except zlib.error:
-        raise CorruptDataError(
-            f"loose object {oid.hex()} from the server is not zlib data"
-        ) from None
+        raise malformed("not zlib data") from None
     if not inflater.eof:
-        raise CorruptDataError(f"loose object {oid.hex()} from the server is not zlib data")
+        raise malformed("not zlib data")
     if type_num < 0 or got != size:
         raise malformed()
     if sha.digest() != oid:
