@@ -51,7 +51,8 @@ class Settings:
     daemonIdleSeconds: float = 600.0
     #: Seconds a helper or hook waits for the daemon (start-up included) before failing.
     daemonTimeout: float = 120.0
-    #: Promisor packs written by lazy fetches before they are consolidated into one.
+    #: Promisor packs written by lazy fetches before the small ones are consolidated (once no
+    #: git process has them open; at twice this many, at once).
     maxPromisorPacks: int = 16
     #: Start the daemon in the background at the end of a clone, so the first lazy fetch
     #: finds it warm.

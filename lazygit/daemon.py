@@ -59,6 +59,8 @@ HISTORY_RECHECK = 5.0
 #: files (a diff through the read-object hook), not someone reading one file's history:
 #: they bring no family (prefetch.Predictor.family).
 LONE_RUN_SECONDS = 1.0
+#: Seconds between looks whether a due merge of promisor packs can run (maintenance.py).
+MERGE_POLL = 0.25
 
 
 class OfflineError(DaemonError):
@@ -242,6 +244,8 @@ class Daemon:
         # _load_history) and runs at low priority (a clone pre-starts the daemon, so this is
         # usually idle time).
         threading.Thread(target=self._load_history, name="history", daemon=True).start()
+        self.merge_due = threading.Event()  # more promisor packs than lazygit.maxPromisorPacks
+        threading.Thread(target=self._merge_when_unused, name="merge", daemon=True).start()
 
     # -- settings, history, cone --------------------------------------------------------
     def refresh_settings(self) -> None:
@@ -503,13 +507,51 @@ class Daemon:
             self._family_busy.release()
             raise
 
+    # -- the pack count --------------------------------------------------------------------
+    def bound_packs(self) -> None:
+        """After a pack landed (write_lock held): beyond lazygit.maxPromisorPacks, merge once
+        no git process has the small packs open (see maintenance.py); beyond twice that, now."""
+        from lazygit.maintenance import consolidate_if_needed, promisor_packs
+
+        limit = max(self.settings.maxPromisorPacks, 1)
+        count = len(promisor_packs(self.repo))
+        if count > 2 * limit:
+            name = consolidate_if_needed(self.repo, limit)
+            self.log(f"{count} promisor packs, over twice lazygit.maxPromisorPacks: {name}")
+            count = len(promisor_packs(self.repo))
+        if count > limit:
+            self.merge_due.set()
+
+    def merge_unused(self) -> None:
+        """Merge the small promisor packs unless a git process has them open (write_lock held)."""
+        from lazygit.maintenance import consolidate_if_needed, mapped_by_git, promisor_packs
+
+        limit = max(self.settings.maxPromisorPacks, 1)
+        name = consolidate_if_needed(self.repo, limit, in_use=mapped_by_git)
+        if name:
+            self.local.refresh()
+            self.log(f"promisor packs merged into {name} (no git process had them open)")
+        if len(promisor_packs(self.repo)) <= limit:
+            self.merge_due.clear()
+
+    def _merge_when_unused(self) -> None:
+        while True:
+            self.merge_due.wait()
+            time.sleep(MERGE_POLL)
+            if self.active:  # a request is served: its git is running
+                continue
+            try:
+                with self.write_lock:
+                    self.merge_unused()
+            except Exception:  # the pack count only: try again later
+                self.log_exception()
+                time.sleep(MERGE_POLL * 10)
+
     # -- work ---------------------------------------------------------------------------
     def run_batch(self, oids: list[bytes]) -> dict[str, Any]:
-        from lazygit.maintenance import consolidate_if_needed
-
         with self.write_lock:
             stats = self.engine.fetch(oids)
-            consolidate_if_needed(self.repo, self.settings.maxPromisorPacks)
+            self.bound_packs()
             self.local.refresh()
         if stats.refreshed:
             self.log("the server's packs changed since the clone (a repack): pack list re-read")
@@ -575,8 +617,6 @@ class Daemon:
         return reply
 
     def update(self, hex_oids: list[str]) -> dict[str, Any]:
-        from lazygit.maintenance import consolidate_if_needed
-
         tips = _parse_oids(hex_oids)
         self.refresh_settings()
         if self.settings.offline and self.local.missing(tips):
@@ -585,7 +625,7 @@ class Daemon:
             )
         with self.write_lock:
             stats = self.engine.update(tips)
-            consolidate_if_needed(self.repo, self.settings.maxPromisorPacks)
+            self.bound_packs()
             self.local.refresh()
         missing = self.local.missing(tips)
         if missing:
@@ -616,6 +656,7 @@ class Daemon:
             cache_hits=self.cache.hits,
             cache_misses=self.cache.misses,
             packs=len(self.catalog.packs),
+            merge_due=self.merge_due.is_set(),
             pid=os.getpid(),
         )
         return out
@@ -879,7 +920,12 @@ def serve(git_dir: Path) -> int:
     finally:
         # A batch in flight finishes first: its pack lands before we are gone, not after
         # (index-pack would outlive us).  No new batch starts: the lock stays held.
-        daemon.write_lock.acquire(timeout=min(30.0, daemon.settings.daemonTimeout))
+        locked = daemon.write_lock.acquire(timeout=min(30.0, daemon.settings.daemonTimeout))
+        if locked and daemon.merge_due.is_set():
+            try:
+                daemon.merge_unused()
+            except Exception:
+                daemon.log_exception()
         with contextlib.suppress(OSError):
             if json.loads(info.read_text()).get("pid") == os.getpid():
                 info.unlink()

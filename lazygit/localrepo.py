@@ -161,7 +161,12 @@ class LocalRepo:
 
     # -- objects ------------------------------------------------------------------------
     def index_pack(
-        self, write: Callable[[IO[bytes]], None], *, promisor: str, fix_thin: bool = True
+        self,
+        write: Callable[[IO[bytes]], None],
+        *,
+        promisor: str,
+        fix_thin: bool = True,
+        land_if: Callable[[], bool] | None = None,
     ) -> str:
         """Stream a pack into ``git index-pack --stdin --promisor``; return its name.
 
@@ -170,7 +175,8 @@ class LocalRepo:
         (the repository's objects as its alternate, for --fix-thin bases), from which the
         files move into objects/pack, the .idx last: git 2.39's index-pack leaves its
         tmp_pack_* behind when it rejects the data or is stopped, and a failed batch must
-        leave nothing.
+        leave nothing.  When ``land_if`` says no at that point, the pack is dropped and the
+        name is "".
         """
         tmp = self.state_dir / "tmp"
         try:
@@ -182,6 +188,8 @@ class LocalRepo:
         try:
             (stage / "pack").mkdir()
             name = self._index_pack(write, promisor, fix_thin, stage)
+            if name and land_if is not None and not land_if():
+                return ""
             if name:
                 try:
                     self._land(stage / "pack", name)

@@ -7,12 +7,22 @@ the small ones are rewritten as one promisor pack (``git pack-objects`` piped in
 smallest packs up to the point above which every pack holds at least twice the objects of all
 smaller ones together.  The big packs (the clone's commits and trees, a checkout's blobs) are
 left alone, so a consolidation costs in proportion to what the small batches brought.
+
+When: not while a git process has one of the small packs open.  git maps a pack's .idx the
+first time it looks in that pack and keeps the pack in its list until it exits; after its next
+re-scan of objects/pack (each lazy fetch ends with one) such a process counts the merged
+pack's objects on top of the old packs'.  That count sizes abbreviated hashes, so a
+cherry-pick could print 9 hex digits where a full clone prints 8 (seen in
+test_ondemand.py::test_cherry_pick: 16 promisor packs before its batch).  The daemon
+therefore merges when `mapped_by_git` finds no such process, and at once only beyond twice
+the limit, where the bound on the pack count matters more than an abbreviation.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
@@ -33,12 +43,44 @@ def promisor_packs(repo: LocalRepo) -> list[Path]:
     )
 
 
-def consolidate_if_needed(repo: LocalRepo, max_packs: int) -> str | None:
-    """Merge the promisor packs when there are more than ``max_packs``; return the new name."""
+def consolidate_if_needed(
+    repo: LocalRepo, max_packs: int, *, in_use: Callable[[list[Path]], bool] | None = None
+) -> str | None:
+    """Merge the promisor packs when there are more than ``max_packs``; return the new name
+    (None: nothing merged, also when ``in_use`` says the packs to merge are open)."""
     packs = promisor_packs(repo)
     if len(packs) <= max(max_packs, 1):
         return None
-    return consolidate(repo, packs)
+    return consolidate(repo, packs, in_use=in_use)
+
+
+def mapped_by_git(packs: Iterable[Path]) -> bool:
+    """Whether a git process other than us has one of ``packs``' .idx files mapped.
+
+    Read from /proc/PID/maps of the processes named git* that we may read (our own user's);
+    False where there is no /proc.  A process that maps one after this look is not seen: the
+    caller looks again just before the merged pack lands, which leaves a window of a rename.
+    """
+    wanted = [os.fsencode(os.path.realpath(p.with_suffix(".idx"))) for p in packs]
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return False
+    me = str(os.getpid())
+    for pid in pids:
+        if pid == me:
+            continue
+        try:
+            with open(f"/proc/{pid}/comm", "rb") as f:
+                if not f.read().startswith(b"git"):
+                    continue
+            with open(f"/proc/{pid}/maps", "rb") as f:
+                maps = f.read()
+        except OSError:  # gone, or not ours
+            continue
+        if any(path in maps for path in wanted):
+            return True
+    return False
 
 
 def geometric_prefix(counts: list[int], factor: int = 2) -> int:
@@ -64,14 +106,20 @@ def object_count(pack: Path) -> int:
         idx.close()
 
 
-def consolidate(repo: LocalRepo, packs: list[Path]) -> str | None:
-    """Rewrite the small ones of ``packs`` (see `geometric_prefix`) into one promisor pack."""
+def consolidate(
+    repo: LocalRepo, packs: list[Path], *, in_use: Callable[[list[Path]], bool] | None = None
+) -> str | None:
+    """Rewrite the small ones of ``packs`` (see `geometric_prefix`) into one promisor pack.
+
+    With ``in_use``, nothing happens (None) while it says the small ones are open, asked
+    before the work and again just before the merged pack lands.
+    """
     from dulwich.object_format import SHA1
     from dulwich.pack import load_pack_index
 
     counted = sorted((object_count(p), p) for p in packs)
     victims = [p for _, p in counted[: geometric_prefix([n for n, _ in counted])]]
-    if len(victims) < 2:
+    if len(victims) < 2 or (in_use is not None and in_use(victims)):
         return None
     oids: dict[bytes, None] = {}
     for pack in victims:
@@ -97,7 +145,10 @@ def consolidate(repo: LocalRepo, packs: list[Path]) -> str | None:
         if proc.wait() != 0:
             raise GitCommandError(f"git pack-objects failed: {first_error_line(err)}")
 
-    name = repo.index_pack(write, promisor="lazygit")
+    land_if = None if in_use is None else (lambda: not in_use(victims))
+    name = repo.index_pack(write, promisor="lazygit", land_if=land_if)
+    if not name:
+        return None
     for pack in victims:
         if pack.stem == name:
             continue

@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BytesIO
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -700,6 +701,22 @@ def test_offline_fails_fast_with_a_clear_message(
     assert fsck.returncode == 0, fsck.err[-3000:]
 
 
+def promisor_count(lazy: Path) -> int:
+    return len(list((lazy / ".git" / "objects" / "pack").glob("pack-*.promisor")))
+
+
+def daemon_stats(lazy: Path) -> dict[str, object]:
+    return daemonclient.request(lazy / ".git", {"op": "stats"}, start=False, timeout=30)
+
+
+def wait_for_merge(lazy: Path, limit: int) -> None:
+    """Until the daemon has no merge of promisor packs due, and at most ``limit`` remain."""
+    deadline = time.monotonic() + 30
+    while daemon_stats(lazy)["merge_due"] or promisor_count(lazy) > limit:
+        assert time.monotonic() < deadline, f"{promisor_count(lazy)} promisor packs, not merged"
+        time.sleep(0.05)
+
+
 def test_pack_count_stays_bounded(small_lazy: Path) -> None:
     lazy = small_lazy
     git(lazy, "config", "lazygit.prefetchBytes", "0")  # one batch per git process
@@ -707,11 +724,55 @@ def test_pack_count_stays_bounded(small_lazy: Path) -> None:
     assert len(blobs) == 40
     for oid in blobs:
         git(lazy, "cat-file", "-p", oid)
-    stats = daemonclient.request(lazy / ".git", {"op": "stats"}, start=False, timeout=30)
-    assert stats["batches"] > 16 + 1  # (a wanted blob may be another's delta base)
-    promisor = list((lazy / ".git" / "objects" / "pack").glob("pack-*.promisor"))
-    assert len(promisor) <= 16 + 1
+        assert promisor_count(lazy) <= 2 * 16
+    assert daemon_stats(lazy)["batches"] > 16 + 1  # (a wanted blob may be another's base)
+    wait_for_merge(lazy, 16)
     assert not missing_among(lazy, blobs)
+    fsck = git(lazy, "fsck", check=False)
+    assert fsck.returncode == 0, fsck.err[-3000:]
+
+
+def test_packs_merge_when_no_git_has_them_open(small_lazy: Path) -> None:
+    """A git process that has looked in the small packs would count a merged pack's objects
+    twice after its next lazy fetch, and abbreviate hashes longer than a full clone does: the
+    merge waits for it to exit, unless the pack count passes twice the limit."""
+    lazy = small_lazy
+    git(lazy, "config", "lazygit.prefetchBytes", "0")
+    git(lazy, "config", "lazygit.maxPromisorPacks", "4")
+    blobs = iter(missing_among(lazy, tree_blobs(lazy, "HEAD")))
+    batch = subprocess.Popen(
+        ["git", "cat-file", "--batch"],
+        cwd=lazy,
+        env=base_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert batch.stdin is not None and batch.stdout is not None
+
+    def read_one() -> int:
+        """One missing blob through the running cat-file; the promisor packs after it."""
+        oid = next(blobs)
+        batch.stdin.write(f"{oid}\n".encode())
+        batch.stdin.flush()
+        header = batch.stdout.readline().split()
+        assert header[:2] == [oid.encode(), b"blob"], header
+        batch.stdout.read(int(header[2]) + 1)
+        return promisor_count(lazy)
+
+    try:
+        counts = [read_one()]
+        while counts[-1] <= 4 + 1 and len(counts) < 12:  # beyond the limit, and one more
+            counts.append(read_one())
+        time.sleep(1.0)  # four looks of the daemon's merge thread
+        assert daemon_stats(lazy)["merge_due"]
+        assert promisor_count(lazy) == 4 + 2, f"merged under a running git: {counts}"
+        counts = [read_one() for _ in range(8)]
+        assert max(counts) <= 2 * 4, counts
+        assert any(b < a for a, b in pairwise([4 + 2, *counts])), counts  # merged at once
+    finally:
+        batch.stdin.close()
+        batch.wait(timeout=60)
+    wait_for_merge(lazy, 4)
     fsck = git(lazy, "fsck", check=False)
     assert fsck.returncode == 0, fsck.err[-3000:]
 
