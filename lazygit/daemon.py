@@ -59,8 +59,10 @@ HISTORY_RECHECK = 5.0
 #: files (a diff through the read-object hook), not someone reading one file's history:
 #: they bring no family (prefetch.Predictor.family).
 LONE_RUN_SECONDS = 1.0
-#: Seconds between looks whether a due merge of promisor packs can run (maintenance.py).
+#: Seconds between looks whether a due merge of promisor packs can run (maintenance.py),
+#: doubling up to the second while a git process has them open.
 MERGE_POLL = 0.25
+MERGE_POLL_MAX = 4.0
 
 
 class OfflineError(DaemonError):
@@ -535,9 +537,15 @@ class Daemon:
             self.merge_due.clear()
 
     def _merge_when_unused(self) -> None:
+        wait = MERGE_POLL
         while True:
-            self.merge_due.wait()
-            time.sleep(MERGE_POLL)
+            if not self.merge_due.is_set():
+                self.merge_due.wait()
+                wait = MERGE_POLL
+            time.sleep(wait)
+            # A git process may hold the packs for long (cat-file --batch under an editor):
+            # look less often the longer it does.
+            wait = min(2 * wait, MERGE_POLL_MAX)
             if self.active:  # a request is served: its git is running
                 continue
             try:
@@ -545,7 +553,6 @@ class Daemon:
                     self.merge_unused()
             except Exception:  # the pack count only: try again later
                 self.log_exception()
-                time.sleep(MERGE_POLL * 10)
 
     # -- work ---------------------------------------------------------------------------
     def run_batch(self, oids: list[bytes]) -> dict[str, Any]:
