@@ -59,6 +59,22 @@ HISTORY_RECHECK = 5.0
 #: files (a diff through the read-object hook), not someone reading one file's history:
 #: they bring no family (prefetch.Predictor.family).
 LONE_RUN_SECONDS = 1.0
+#: Settings read where they are used; a change to any other renews the HTTP clients, the
+#: engine and the block cache (Daemon._renew).
+READ_AT_USE = frozenset(
+    {
+        "offline",
+        "outsideCone",
+        "prefetchBytes",
+        "familyBytes",
+        "historyChanges",
+        "prefetchBatch",
+        "maxPromisorPacks",
+        "daemonIdleSeconds",
+        "prestartDaemon",
+        "unknown",
+    }
+)
 #: Seconds between looks whether a due merge of promisor packs can run (maintenance.py),
 #: doubling up to the second while a git process has them open.
 MERGE_POLL = 0.25
@@ -252,13 +268,23 @@ class Daemon:
     # -- settings, history, cone --------------------------------------------------------
     def refresh_settings(self) -> None:
         """Re-read git config when a config file changed (offline, outsideCone, budgets)."""
+        from dataclasses import fields
+
         from lazygit.config import Settings
 
         stamp = config_mtimes(self.git_dir)
         changed = stamp != self._config_stamp
         if changed:
             self._config_stamp = stamp
-            self.settings = Settings.load(self.git_dir)
+            old, new = self.settings, Settings.load(self.git_dir)
+            self.settings = new
+            renew = [
+                f.name
+                for f in fields(Settings)
+                if f.name not in READ_AT_USE and getattr(old, f.name) != getattr(new, f.name)
+            ]
+            if renew:
+                self._renew(renew)
         if (changed or not self._url_checked) and not self.settings.offline:
             try:
                 self._follow_remote_url()
@@ -266,6 +292,32 @@ class Daemon:
                 self._config_stamp = ()  # look again at the next request
                 raise
             self._url_checked = True
+
+    def _renew(self, changed: list[str]) -> None:
+        """The HTTP clients, the engine and the block cache took the settings when we
+        started: make them anew for ``changed`` ones, as a restart would."""
+        from lazygit.blockcache import BlockCache
+        from lazygit.catalog import Catalog
+        from lazygit.fetch import FetchEngine
+        from lazygit.remote import DumbRemote
+
+        settings = self.settings
+        with self.write_lock:  # no batch runs on the old ones meanwhile
+            catalog = Catalog.open(
+                self.repo.state_dir,
+                lambda url: DumbRemote(url, settings, git_dir=self.git_dir),
+            )
+            cache = self.cache
+            if cache.capacity != settings.blockCacheBytes:
+                cache = BlockCache(settings.blockCacheBytes)
+            engine = FetchEngine(catalog, self.repo, settings, self.local, reader=cache.read)
+            old = self.catalog
+            self.catalog, self.cache, self.engine = catalog, cache, engine
+        for r in old.remotes():
+            r.close(wait=False)
+        if "daemonTimeout" in changed:
+            publish(self.git_dir, settings)
+        self.log(f"settings changed ({', '.join(changed)}): HTTP clients and engine renewed")
 
     def _follow_remote_url(self) -> None:
         """After `git remote set-url`: read the server at its new URL (a move, a mirror)."""
@@ -855,6 +907,22 @@ def _take_over(state: Path, git_dir: Path, lock: IO[str]) -> bool:
     return False
 
 
+def publish(git_dir: Path, settings: Settings) -> Path:
+    """Write daemon.json, where clients find our socket, pid and how long to wait for us."""
+    state = git_dir / "lazygit"
+    info = state / "daemon.json"
+    tmp = state / f"daemon.json.{os.getpid()}"
+    doc = {
+        "socket": str(socket_path(git_dir)),
+        "pid": os.getpid(),
+        "timeout": settings.daemonTimeout,
+        "git_dir": str(git_dir),
+    }
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, info)
+    return info
+
+
 def serve(git_dir: Path) -> int:
     """Run the daemon for ``git_dir`` until idle; return 0 at once if one is running."""
     # git runs the helper that spawns us with GIT_DIR (often relative: ".git") and friends
@@ -884,19 +952,7 @@ def serve(git_dir: Path) -> int:
         server = _Server(str(path), _Handler)
     finally:
         os.umask(old_umask)
-    info = state / "daemon.json"
-    tmp = state / f"daemon.json.{os.getpid()}"
-    tmp.write_text(
-        json.dumps(
-            {
-                "socket": str(path),
-                "pid": os.getpid(),
-                "timeout": settings.daemonTimeout,
-                "git_dir": str(git_dir),
-            }
-        )
-    )
-    os.replace(tmp, info)
+    info = publish(git_dir, settings)
     # The start-up (httpx's imports, the pack indexes) makes ~10^5 objects that live as long
     # as we do: collecting while they are made, and walking them at every full collection
     # after, only costs time (~30 ms here, on the path of the request that started us).

@@ -777,6 +777,30 @@ def test_packs_merge_when_no_git_has_them_open(small_lazy: Path) -> None:
     assert fsck.returncode == 0, fsck.err[-3000:]
 
 
+def test_a_changed_setting_reaches_the_running_daemon(small_lazy: Path, nginx: Nginx) -> None:
+    """The HTTP clients and the engine take their settings when the daemon starts; a change
+    to the git config renews them for the next lazy fetch (docs/configuration.md)."""
+    lazy = small_lazy
+    git(lazy, "config", "lazygit.prefetchBytes", "0")
+    pack_reads = lambda: [e for e in nginx.log_entries() if e.path.endswith(".pack")]  # noqa: E731
+    nginx.clear_log()
+    git(lazy, "archive", "-o", "/dev/null", "HEAD", "src/net")  # one batch
+    before = daemon_stats(lazy)["pid"]
+    assert any("," in (e.range or "") for e in pack_reads())  # several ranges per request
+    git(lazy, "config", "lazygit.rangesPerRequest", "1")
+    nginx.clear_log()
+    git(lazy, "archive", "-o", "/dev/null", "HEAD~100", "src")  # older: not in the cache
+    reads = [e for e in pack_reads() if e.range != "bytes=0-0,2-2"]  # (the new multi-range probe)
+    assert reads and all("," not in (e.range or "") for e in reads), reads
+    assert daemon_stats(lazy)["pid"] == before  # renewed in place, not restarted
+    # How long clients wait for the daemon is in daemon.json: published again.
+    git(lazy, "config", "lazygit.daemonTimeout", "77")
+    head = git(lazy, "rev-parse", "HEAD").text.strip()
+    daemonclient.request(lazy / ".git", {"op": "fetch", "oids": [head]}, start=False, timeout=30)
+    info = json.loads((lazy / ".git" / "lazygit" / "daemon.json").read_text())
+    assert info["timeout"] == 77 and info["pid"] == before
+
+
 # =========================================================================================
 # New commits on the server: git fetch and git pull in the lazy clone, then their blobs.
 
