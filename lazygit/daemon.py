@@ -75,6 +75,9 @@ READ_AT_USE = frozenset(
         "unknown",
     }
 )
+#: Settings that `git -c lazygit.NAME=VALUE CMD` sets for that command's lazy fetches (the
+#: others belong to the daemon, which serves every command of the clone).
+PER_REQUEST = ("offline", "outsideCone", "prefetchBytes", "familyBytes")
 #: Seconds between looks whether a due merge of promisor packs can run (maintenance.py),
 #: doubling up to the second while a git process has them open.
 MERGE_POLL = 0.25
@@ -293,6 +296,24 @@ class Daemon:
                 raise
             self._url_checked = True
 
+    def request_settings(self, config: object) -> Settings:
+        """The settings for one request: the config files' (re-read when they changed), with
+        the PER_REQUEST ones the asking git command was given by `git -c` (``config``:
+        ``{lowercase name: text}``, forwarded by the helper or hook)."""
+        self.refresh_settings()
+        if not config or not isinstance(config, dict):
+            return self.settings
+        from dataclasses import replace
+
+        from lazygit.config import Settings
+
+        names = {name.lower(): name for name in PER_REQUEST}
+        values = {k.lower(): str(v) for k, v in config.items() if str(k).lower() in names}
+        if not values:
+            return self.settings
+        given = Settings.from_values(values)  # a malformed value: one line naming the key
+        return replace(self.settings, **{names[k]: getattr(given, names[k]) for k in values})
+
     def _renew(self, changed: list[str]) -> None:
         """The HTTP clients, the engine and the block cache took the settings when we
         started: make them anew for ``changed`` ones, as a restart would."""
@@ -447,9 +468,9 @@ class Daemon:
             self._cone = (stamp, matcher(self.repo))
         return self._cone[1]
 
-    def _check_cone(self, missing: list[bytes]) -> list[str]:
+    def _check_cone(self, missing: list[bytes], settings: Settings) -> list[str]:
         """Apply lazygit.outsideCone to the requested blobs; return warning lines."""
-        policy = self.settings.outsideCone.strip().lower()
+        policy = settings.outsideCone.strip().lower()
         if policy not in ("warn", "deny"):
             return []
         match = self.cone()
@@ -480,12 +501,14 @@ class Daemon:
             warnings.append(line)
         return warnings
 
-    def plan_prefetch(self, missing: list[bytes], pid: int | None) -> tuple[list[bytes], Intent]:
+    def plan_prefetch(
+        self, missing: list[bytes], pid: int | None, settings: Settings
+    ) -> tuple[list[bytes], Intent]:
         """Blobs git will ask for next (prefetch.py), to fetch with this request; and who
         asks (read now: the requester is gone once answered)."""
         from lazygit.prefetch import Intent, requester_intent
 
-        budget = self.settings.prefetchBytes
+        budget = settings.prefetchBytes
         if budget <= 0 or not missing:
             return [], Intent()
         if len(missing) >= BIG_REQUEST and not self.history_ready.is_set():
@@ -498,7 +521,7 @@ class Daemon:
         if predictor is None or not self.history_ready.is_set():
             return [], intent
         cone = self.cone()
-        strict = self.settings.outsideCone.strip().lower() == "deny"
+        strict = settings.outsideCone.strip().lower() == "deny"
         plan = predictor.plan(
             missing, intent, budget, allowed_tree=cone, allowed_history=cone if strict else None
         )
@@ -517,14 +540,16 @@ class Daemon:
             + when
         )
 
-    def prefetch_family_later(self, oid: bytes, asked: float, intent: Intent) -> None:
+    def prefetch_family_later(
+        self, oid: bytes, asked: float, intent: Intent, settings: Settings
+    ) -> None:
         """After answering a lone request (made at ``asked``) for an old version of a file,
         fetch its other versions in a batch of their own (prefetch.Predictor.family): the
         answer does not wait for them, and git's next request for one waits only for that
         batch."""
         from lazygit.prefetch import TREE_COMMANDS
 
-        budget = min(self.settings.familyBytes, self.settings.prefetchBytes)
+        budget = min(settings.familyBytes, settings.prefetchBytes)
         if budget <= 0 or _heavy(intent) or intent.command in TREE_COMMANDS:
             return  # those commands' patterns are planned with their requests
         with self.counter_lock:
@@ -544,7 +569,7 @@ class Daemon:
                 predictor = self.predictor
                 if predictor is None or not self.history_ready.is_set():
                     return
-                strict = self.settings.outsideCone.strip().lower() == "deny"
+                strict = settings.outsideCone.strip().lower() == "deny"
                 allowed = self.cone() if strict else None
                 plan = predictor.family(oid, budget, allowed, just_before=just_before)
                 self._note_prefetch(plan, intent, ", after the answer")
@@ -629,10 +654,12 @@ class Daemon:
             "seconds": round(stats.seconds, 4),
         }
 
-    def fetch(self, hex_oids: list[str], pid: int | None = None) -> dict[str, Any]:
+    def fetch(
+        self, hex_oids: list[str], pid: int | None = None, config: object = None
+    ) -> dict[str, Any]:
         oids = _parse_oids(hex_oids)
         t0 = time.monotonic()
-        self.refresh_settings()
+        settings = self.request_settings(config)
         missing = missing_before = self.local.missing(oids)
         if len(missing) == 1:
             with self.counter_lock:
@@ -641,14 +668,14 @@ class Daemon:
         extra: list[bytes] = []
         intent: Intent | None = None
         if missing:
-            if self.settings.offline:
+            if settings.offline:
                 raise OfflineError(
                     f"lazygit is offline: object {missing[0].hex()} is not local",
                     "lazygit offline off to fetch",
                 )
-            warnings = self._check_cone(missing)
+            warnings = self._check_cone(missing, settings)
             try:
-                extra, intent = self.plan_prefetch(missing, pid)
+                extra, intent = self.plan_prefetch(missing, pid, settings)
             except Exception:  # an optimisation only: the request itself must go on
                 self.log_exception()
         deps = self.batcher.submit(oids + extra)
@@ -670,15 +697,15 @@ class Daemon:
         if extra:
             reply["prefetched"] = len(extra)
         elif intent is not None and len(oids) == 1 == len(missing_before):
-            self.prefetch_family_later(oids[0], t0, intent)
+            self.prefetch_family_later(oids[0], t0, intent, settings)
         if warnings:
             reply["warnings"] = warnings
         return reply
 
-    def update(self, hex_oids: list[str]) -> dict[str, Any]:
+    def update(self, hex_oids: list[str], config: object = None) -> dict[str, Any]:
         tips = _parse_oids(hex_oids)
-        self.refresh_settings()
-        if self.settings.offline and self.local.missing(tips):
+        settings = self.request_settings(config)
+        if settings.offline and self.local.missing(tips):
             raise OfflineError(
                 "lazygit is offline: cannot fetch from the server", "lazygit offline off to fetch"
             )
@@ -727,12 +754,11 @@ class Daemon:
         if op == "ping":
             return {"pid": os.getpid(), "version": __version__}
         if op == "fetch":
-            return self.fetch(message.get("oids") or [], pid)
+            return self.fetch(message.get("oids") or [], pid, message.get("config"))
         if op == "update":
-            return self.update(message.get("oids") or [])
+            return self.update(message.get("oids") or [], message.get("config"))
         if op == "list":
-            self.refresh_settings()
-            if self.settings.offline:
+            if self.request_settings(message.get("config")).offline:
                 raise OfflineError(
                     "lazygit is offline: cannot list the server's refs",
                     "lazygit offline off to fetch",

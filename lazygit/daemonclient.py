@@ -28,6 +28,7 @@ from lazygit.errors import DaemonError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
+    from collections.abc import Mapping
     from typing import Any, ClassVar
 
 STATE_DIR = "lazygit"
@@ -333,7 +334,70 @@ def request(
 
 def fetch(git_dir: str | os.PathLike[str], oids: list[str]) -> dict[str, Any]:
     """Make the objects (hex ids) local; returns the daemon's batch statistics."""
-    return request(git_dir, {"op": "fetch", "oids": oids})
+    return request(git_dir, with_command_config({"op": "fetch", "oids": oids}))
+
+
+def with_command_config(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` with the `lazygit.*` values of the git command that runs us, if any."""
+    config = command_config(os.environ)
+    if config:
+        message["config"] = config
+    return message
+
+
+def command_config(environ: Mapping[str, str]) -> dict[str, str]:
+    """The `lazygit.*` values (``{lowercase name: text}``) the git command running us was
+    given by `git -c` or GIT_CONFIG_COUNT/KEY_n/VALUE_n: git passes both down to the
+    processes it runs, the latter read first.  The daemon applies the ones it takes per
+    request (daemon.PER_REQUEST)."""
+    out: dict[str, str] = {}
+    try:
+        count = int(environ.get("GIT_CONFIG_COUNT") or 0)
+    except ValueError:
+        count = 0
+    for i in range(max(0, count)):
+        key = environ.get(f"GIT_CONFIG_KEY_{i}", "")
+        if key[:8].lower() == "lazygit.":
+            out[key[8:].lower()] = environ.get(f"GIT_CONFIG_VALUE_{i}", "")
+    params = environ.get("GIT_CONFIG_PARAMETERS", "")
+    if "lazygit." in params.lower():
+        for word, no_value in _sq_words(params):
+            key, sep, value = word.partition("=")
+            if key[:8].lower() == "lazygit.":
+                out[key[8:].lower()] = "true" if no_value or not sep else value
+    return out
+
+
+def _sq_words(text: str) -> list[tuple[str, bool]]:
+    """The words of git's shell quoting (``'a'\\''b'`` is ``a'b``), as GIT_CONFIG_PARAMETERS
+    holds them; each with whether it ends in an unquoted ``=`` (``'k'=``: `git -c k`, no
+    value, which is true; ``'k'=''`` is the empty string)."""
+    words: list[tuple[str, bool]] = []
+    word: list[str] = []
+    in_word = bare_eq = False
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "'":
+            end = text.find("'", i + 1)
+            if end < 0:
+                end = n  # unterminated: take the rest
+            word.append(text[i + 1 : end])
+            i, in_word, bare_eq = end + 1, True, False
+        elif c == "\\" and i + 1 < n:
+            word.append(text[i + 1])
+            i, in_word, bare_eq = i + 2, True, False
+        elif c.isspace():
+            if in_word:
+                words.append(("".join(word), bare_eq))
+                word, in_word, bare_eq = [], False, False
+            i += 1
+        else:
+            word.append(c)
+            i, in_word, bare_eq = i + 1, True, c == "="
+    if in_word:
+        words.append(("".join(word), bare_eq))
+    return words
 
 
 def describe(reply: dict[str, Any]) -> str:

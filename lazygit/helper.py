@@ -93,7 +93,7 @@ class RemoteHelper:
         if self.from_promisor and _is_lazy_fetch():
             self._send("\n")  # a lazy fetch asks for objects by id: it needs no refs
             return
-        reply = daemonclient.request(self.git_dir, {"op": "list"})
+        reply = daemonclient.request(self.git_dir, daemonclient.with_command_config({"op": "list"}))
         # Each peeled line right after its tag, as in info/refs: git fetches a new annotated
         # tag only when it sees what the tag points at.
         peeled = {name[:-3]: oid for oid, name in reply["refs"] if name.endswith("^{}")}
@@ -119,7 +119,8 @@ class RemoteHelper:
         oids = list(dict.fromkeys(oid for oid, _ in wants))
         lazy = all(oid == name for oid, name in wants)
         op = "fetch" if lazy else "update"
-        reply = daemonclient.request(self.git_dir, {"op": op, "oids": oids})
+        message = daemonclient.with_command_config({"op": op, "oids": oids})
+        reply = daemonclient.request(self.git_dir, message)
         if self.progress:
             self.err.write(daemonclient.describe(reply) + "\n")
             self.err.flush()

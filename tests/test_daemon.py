@@ -376,3 +376,34 @@ def test_git_remote_set_url_is_followed(small: Published, nginx, server_root: Pa
         stop_daemon(dest / ".git")
         for name in names:
             shutil.rmtree(server_root / name, ignore_errors=True)
+
+
+def test_git_c_values_are_read_as_git_passes_them_down(tmp_path: Path):
+    """What `git -c` hands the helper, straight from git: GIT_CONFIG_PARAMETERS (and the
+    GIT_CONFIG_COUNT list, which git reads first), quoting and value-less keys included."""
+    script = (
+        "import os, json; from lazygit import daemonclient as c; "
+        "print(json.dumps(c.command_config(os.environ)))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_CONFIG")}
+    env.update(GIT_CONFIG_COUNT="2", GIT_CONFIG_KEY_0="lazygit.familyBytes")
+    env.update(GIT_CONFIG_VALUE_0="5", GIT_CONFIG_KEY_1="core.abbrev", GIT_CONFIG_VALUE_1="9")
+    out = subprocess.run(
+        [
+            "git",
+            "-c", f"alias.lazy-env=!{sys.executable} -c '{script}'",
+            "-c", "lazygit.prefetchBytes=0",
+            "-c", "lazygit.offline",
+            "-c", "lazygit.outsideCone=it's deny",
+            "-c", "lazygit.familyBytes=7",
+            "-c", "core.pager=less",
+            "lazy-env",
+        ],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(out.stdout) == {
+        "familybytes": "7",  # -c comes after the GIT_CONFIG_COUNT list, as in git
+        "prefetchbytes": "0",
+        "offline": "true",  # `git -c k`: true
+        "outsidecone": "it's deny",
+    }

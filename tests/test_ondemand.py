@@ -777,6 +777,22 @@ def test_packs_merge_when_no_git_has_them_open(small_lazy: Path) -> None:
     assert fsck.returncode == 0, fsck.err[-3000:]
 
 
+def test_git_c_sets_a_setting_for_one_command(small_lazy: Path) -> None:
+    """`git -c lazygit.offline=true CMD` reaches the daemon with that command's lazy fetch
+    (the helper forwards it): the command fetches nothing; the next one, without it, does."""
+    lazy = small_lazy
+    blob, other = missing_among(lazy, tree_blobs(lazy, "HEAD"))[:2]
+    out = git(lazy, "-c", "lazygit.offline=true", "cat-file", "-p", blob, check=False)
+    assert out.returncode != 0
+    assert "lazygit is offline" in out.err, out.err
+    assert missing_among(lazy, [blob])
+    git(lazy, "cat-file", "-p", blob)
+    assert not missing_among(lazy, [blob])
+    bad = git(lazy, "-c", "lazygit.prefetchBytes=lots", "cat-file", "-p", other, check=False)
+    assert bad.returncode != 0
+    assert "bad value 'lots' for git config lazygit.prefetchBytes" in bad.err, bad.err
+
+
 def test_a_changed_setting_reaches_the_running_daemon(small_lazy: Path, nginx: Nginx) -> None:
     """The HTTP clients and the engine take their settings when the daemon starts; a change
     to the git config renews them for the next lazy fetch (docs/configuration.md)."""
