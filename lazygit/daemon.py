@@ -4,7 +4,8 @@ Started detached by the first client that needs it (docs/protocol.md); at most o
 repository (an flock on ``daemon.lock``).  It serves one JSON request per connection on a Unix
 socket that only its own user may use, merges concurrent fetch requests into batches, writes
 each batch as one promisor pack through ``git index-pack`` before answering, consolidates
-promisor packs when there are too many, and exits when idle.
+promisor packs when there are too many (once no git process has them open), and exits when
+idle.
 """
 
 from __future__ import annotations
