@@ -35,8 +35,11 @@ from lazygit.errors import DaemonError, LazyGitError
 from lazygit.localrepo import LocalRepo
 
 if TYPE_CHECKING:
+    from lazygit.catalog import Catalog
     from lazygit.config import Settings
+    from lazygit.fetch import FetchEngine
     from lazygit.prefetch import HistoryIndex, Intent, Plan, Predictor
+    from lazygit.remote import DumbRemote
 
 MAX_REQUEST = 64 << 20
 #: A Unix socket path must fit in sockaddr_un (108 bytes on Linux) with room to spare.
@@ -223,8 +226,6 @@ class Daemon:
         from lazygit.blockcache import BlockCache
         from lazygit.catalog import Catalog
         from lazygit.config import Settings
-        from lazygit.fetch import FetchEngine
-        from lazygit.remote import DumbRemote
 
         self.git_dir = git_dir
         self.repo = LocalRepo(git_dir, None)
@@ -237,14 +238,10 @@ class Daemon:
         state = self.repo.state_dir
         if not (state / "catalog.json").exists():
             raise DaemonError(f"{git_dir} is not a lazygit clone (no {state / 'catalog.json'})")
-        self.catalog = Catalog.open(
-            state, lambda url: DumbRemote(url, self.settings, git_dir=git_dir)
-        )
         self.local = self.repo.local_objects()
         self.cache = BlockCache(self.settings.blockCacheBytes)
-        self.engine = FetchEngine(
-            self.catalog, self.repo, self.settings, self.local, reader=self.cache.read
-        )
+        self.catalog = Catalog.open(state, self._connect)
+        self.engine = self._engine(self.catalog)
         self.write_lock = threading.Lock()  # one index-pack producer at a time
         self.batcher = Batcher(self)
         self.last_active = time.monotonic()
@@ -315,46 +312,46 @@ class Daemon:
         given = Settings.from_values(values)  # a malformed value: one line naming the key
         return replace(self.settings, **{names[k]: getattr(given, names[k]) for k in values})
 
+    def _connect(self, url: str) -> DumbRemote:
+        """An HTTP client for ``url``, with the current settings and the clone's http.*."""
+        from lazygit.remote import DumbRemote
+
+        return DumbRemote(url, self.settings, git_dir=self.git_dir)
+
+    def _engine(self, catalog: Catalog) -> FetchEngine:
+        """A fetch engine over ``catalog``, with the current settings and block cache."""
+        from lazygit.fetch import FetchEngine
+
+        return FetchEngine(catalog, self.repo, self.settings, self.local, reader=self.cache.read)
+
     def _renew(self, changed: list[str]) -> None:
         """The HTTP clients, the engine and the block cache took the settings when we
         started: make them anew for ``changed`` ones, as a restart would."""
         from lazygit.blockcache import BlockCache
         from lazygit.catalog import Catalog
-        from lazygit.fetch import FetchEngine
-        from lazygit.remote import DumbRemote
 
-        settings = self.settings
         with self.write_lock:  # no batch runs on the old ones meanwhile
-            catalog = Catalog.open(
-                self.repo.state_dir,
-                lambda url: DumbRemote(url, settings, git_dir=self.git_dir),
-            )
-            cache = self.cache
-            if cache.capacity != settings.blockCacheBytes:
-                cache = BlockCache(settings.blockCacheBytes)
-            engine = FetchEngine(catalog, self.repo, settings, self.local, reader=cache.read)
-            old = self.catalog
-            self.catalog, self.cache, self.engine = catalog, cache, engine
+            catalog = Catalog.open(self.repo.state_dir, self._connect)
+            if self.cache.capacity != self.settings.blockCacheBytes:
+                self.cache = BlockCache(self.settings.blockCacheBytes)
+            old, self.catalog = self.catalog, catalog
+            self.engine = self._engine(catalog)
         for r in old.remotes():
             r.close(wait=False)
         if "daemonTimeout" in changed:
-            publish(self.git_dir, settings)
+            publish(self.git_dir, self.settings)
         self.log(f"settings changed ({', '.join(changed)}): HTTP clients and engine renewed")
 
     def _follow_remote_url(self) -> None:
         """After `git remote set-url`: read the server at its new URL (a move, a mirror)."""
         from lazygit.catalog import follow_remote_url, moved_url
-        from lazygit.remote import DumbRemote
-
-        def connect(u: str) -> DumbRemote:
-            return DumbRemote(u, self.settings, git_dir=self.git_dir)
 
         url = moved_url(self.catalog, self.git_dir)
         if url is None:
             return  # (the usual case: no need to wait for a batch in flight)
         was = self.catalog.sources[0].remote.display_url
         with self.write_lock:  # no batch runs on the old catalog meanwhile
-            catalog = follow_remote_url(self.catalog, url, self.settings, connect)
+            catalog = follow_remote_url(self.catalog, url, self.settings, self._connect)
             old, self.catalog = self.catalog, catalog
             self.engine.catalog = catalog
         for r in old.remotes():
