@@ -594,7 +594,8 @@ class Daemon:
         count = len(promisor_packs(self.repo))
         if count > 2 * limit:
             name = consolidate_if_needed(self.repo, limit)
-            self.log(f"{count} promisor packs, over twice lazygit.maxPromisorPacks: {name}")
+            if name:
+                self.log(f"{count} promisor packs, over twice the limit: merged into {name}")
             count = len(promisor_packs(self.repo))
         if count > limit:
             self.merge_due.set()
