@@ -103,8 +103,10 @@ class Settings:
             for item in proc.stdout.split(b"\0"):
                 if not item:
                     continue
-                key, _, value = item.decode("utf-8", "replace").partition("\n")
-                values[key.split(".", 1)[1].lower()] = value
+                key, sep, value = item.decode("utf-8", "replace").partition("\n")
+                # A key with no "=" has no value, which git reads as true; "key =" is the
+                # empty string, which git reads as false.
+                values[key.split(".", 1)[1].lower()] = value if sep else "true"
         return cls.from_values(values, **overrides)
 
     @classmethod
@@ -129,9 +131,9 @@ def _parse(f: dataclasses.Field[object], text: str) -> object:
     try:
         if kind == "bool":
             low = text.strip().lower()
-            if low in ("true", "yes", "on", "1", ""):
+            if low in ("true", "yes", "on", "1"):
                 return True
-            if low in ("false", "no", "off", "0"):
+            if low in ("false", "no", "off", "0", ""):
                 return False
             raise ValueError(text)
         if kind == "int":

@@ -173,10 +173,12 @@ def load_http_config(url: str, git_dir: Path | None = None) -> HttpConfig:
         for item in proc.stdout.split(b"\0"):
             if not item:
                 continue
-            key, _, value = item.decode("utf-8", "replace").partition("\n")
+            key, sep, value = item.decode("utf-8", "replace").partition("\n")
             rest = key[len("http.") :]
             sub, _, name = rest.rpartition(".")
             name = name.lower()
+            if name == "sslverify" and not sep:
+                value = "true"  # a key with no "=" is true; "key =" is "" (false), as in git
             if sub and not _url_matches(sub, url):
                 continue
             if name == "extraheader":
@@ -192,7 +194,7 @@ def load_http_config(url: str, git_dir: Path | None = None) -> HttpConfig:
             ):
                 best[name] = (len(sub), value)
     if "sslverify" in best:
-        cfg.ssl_verify = best["sslverify"][1].strip().lower() not in ("false", "no", "off", "0")
+        cfg.ssl_verify = best["sslverify"][1].strip().lower() not in ("false", "no", "off", "0", "")
     if best.get("sslcainfo", (0, ""))[1]:
         cfg.ssl_ca_info = os.path.expanduser(best["sslcainfo"][1])
     if best.get("proxy", (0, ""))[1]:

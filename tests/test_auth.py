@@ -259,7 +259,9 @@ def test_tls_untrusted_is_one_line(tls_nginx, small: Published, tmp_path: Path) 
     assert not dest.exists()
 
 
-@pytest.mark.parametrize("how", ["sslCAInfo", "per-url-sslCAInfo", "sslVerify-false"])
+@pytest.mark.parametrize(
+    "how", ["sslCAInfo", "per-url-sslCAInfo", "sslVerify-false", "sslVerify-empty"]
+)
 def test_tls_clone(tls_nginx, small: Published, tmp_path: Path, how: str) -> None:
     _server, port, ca = tls_nginx
     url = f"https://127.0.0.1:{port}/{small.name}"
@@ -267,6 +269,7 @@ def test_tls_clone(tls_nginx, small: Published, tmp_path: Path, how: str) -> Non
         "sslCAInfo": {"http.sslCAInfo": str(ca)},
         "per-url-sslCAInfo": {f"http.https://127.0.0.1:{port}/.sslCAInfo": str(ca)},
         "sslVerify-false": {"http.sslVerify": "false"},
+        "sslVerify-empty": {"http.sslVerify": ""},  # the empty string is false, as in git
     }[how]
     dest = tmp_path / "c"
     proc = clone(url, dest, config)

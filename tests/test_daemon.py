@@ -407,3 +407,22 @@ def test_git_c_values_are_read_as_git_passes_them_down(tmp_path: Path):
         "offline": "true",  # `git -c k`: true
         "outsidecone": "it's deny",
     }
+
+
+def test_boolean_settings_read_as_git_reads_them(tmp_path: Path):
+    """A key with no "=" is true and `key =` (the empty string) is false, in config files
+    as in `git -c`: the same answers `git config --bool` gives."""
+    from lazygit.config import Settings
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    config = tmp_path / ".git" / "config"
+    for line, expected in (("offline", True), ("offline =", False), ("offline = yes", True)):
+        text = config.read_text().split("[lazygit]")[0]
+        config.write_text(f"{text}[lazygit]\n\t{line}\n")
+        by_git = subprocess.run(
+            ["git", "config", "--bool", "lazygit.offline"], cwd=tmp_path, capture_output=True,
+            text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        assert by_git == str(expected).lower()
+        assert Settings.load(tmp_path).offline is expected, line
+    assert Settings.from_values({"offline": ""}).offline is False  # `git -c lazygit.offline=`
