@@ -33,13 +33,14 @@ from lazygit.localrepo import LocalRepo
 PACK_SUFFIXES = (".pack", ".idx", ".rev", ".bitmap", ".promisor")
 
 
-def promisor_packs(repo: LocalRepo) -> list[Path]:
-    """The .pack files of this repository that carry a .promisor marker."""
+def promisor_packs(repo: LocalRepo, *, kept: bool = False) -> list[Path]:
+    """The .pack files of this repository that carry a .promisor marker: those a merge may
+    rewrite, or with ``kept`` also those a .keep file holds (which no merge touches)."""
     pack_dir = repo.objects_dir / "pack"
     return sorted(
         p.with_suffix(".pack")
         for p in pack_dir.glob("pack-*.promisor")
-        if p.with_suffix(".pack").exists() and not p.with_suffix(".keep").exists()
+        if p.with_suffix(".pack").exists() and (kept or not p.with_suffix(".keep").exists())
     )
 
 

@@ -230,3 +230,27 @@ def test_version_rules_and_shim_detection(tmp_path: Path):
     assert not no_lazy_fetch_by_version((2, 44, 0))
     assert no_lazy_fetch_by_version((2, 45, 1)) and no_lazy_fetch_by_version((2, 50, 0))
     assert not is_shim(sys.executable)
+
+
+def test_doctor_counts_only_packs_a_merge_would_rewrite(lazy: Path, tmp_path: Path):
+    """Promisor packs that a .keep file holds are never merged: they do not make the
+    "consolidation is due" warning, though they count among the packs stored."""
+    clone = tmp_path / "clone"
+    shutil.copytree(lazy, clone, symlinks=True)
+    git(clone, "config", "lazygit.maxPromisorPacks", "1")
+    pack_dir = clone / ".git" / "objects" / "pack"
+    commits = git(clone, "rev-list", "--all").split()[:3]
+    for oid in commits:
+        name = subprocess.run(
+            ["git", "-C", str(clone), "pack-objects", "-q", str(pack_dir / "pack")],
+            input=oid + "\n", capture_output=True, text=True, env=NO_LAZY, check=True,
+        ).stdout.strip()  # fmt: skip
+        for suffix in (".promisor", ".keep"):
+            (pack_dir / f"pack-{name}{suffix}").touch()
+    cache = checks(run("doctor", "--json", cwd=clone))["cache"]
+    assert cache["status"] == "OK", cache
+    assert cache["data"]["promisor_packs"] >= 4
+    for keep in pack_dir.glob("*.keep"):
+        keep.unlink()
+    cache = checks(run("doctor", "--json", cwd=clone))["cache"]
+    assert cache["status"] == "WARN" and "consolidation is due" in cache["message"], cache
