@@ -35,6 +35,8 @@ from lazygit.errors import DaemonError, LazyGitError
 from lazygit.localrepo import LocalRepo
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from lazygit.catalog import Catalog
     from lazygit.config import Settings
     from lazygit.fetch import FetchEngine
@@ -243,6 +245,11 @@ class Daemon:
         self.catalog = Catalog.open(state, self._connect)
         self.engine = self._engine(self.catalog)
         self.write_lock = threading.Lock()  # one index-pack producer at a time
+        # Catalogs replaced (settings renewed, remote moved) whose HTTP clients a request
+        # outside the write lock (`list`) may still use: closed once it is done.
+        self._catalog_lock = threading.Lock()
+        self._catalog_users: collections.Counter[int] = collections.Counter()
+        self._retired: list[Catalog] = []
         self.batcher = Batcher(self)
         self.last_active = time.monotonic()
         self.active = 0
@@ -336,8 +343,7 @@ class Daemon:
                 self.cache = BlockCache(self.settings.blockCacheBytes)
             old, self.catalog = self.catalog, catalog
             self.engine = self._engine(catalog)
-        for r in old.remotes():
-            r.close(wait=False)
+        self._retire(old)
         if "daemonTimeout" in changed:
             publish(self.git_dir, self.settings)
         self.log(f"settings changed ({', '.join(changed)}): HTTP clients and engine renewed")
@@ -354,12 +360,37 @@ class Daemon:
             catalog = follow_remote_url(self.catalog, url, self.settings, self._connect)
             old, self.catalog = self.catalog, catalog
             self.engine.catalog = catalog
-        for r in old.remotes():
-            r.close(wait=False)
+        self._retire(old)
         self.log(
             f"the remote URL is now {catalog.sources[0].remote.display_url} (was {was}): "
             f"{len(catalog.packs)} packs there"
         )
+
+    @contextlib.contextmanager
+    def _using_catalog(self) -> Iterator[Catalog]:
+        """The current catalog, for a request that runs outside the write lock: a renewal
+        meanwhile leaves its HTTP clients open until the block ends."""
+        with self._catalog_lock:
+            catalog = self.catalog
+            self._catalog_users[id(catalog)] += 1
+        try:
+            yield catalog
+        finally:
+            with self._catalog_lock:
+                self._catalog_users[id(catalog)] -= 1
+            self._retire(None)
+
+    def _retire(self, old: Catalog | None) -> None:
+        """Close the HTTP clients of ``old`` (and of those retired before) that no request
+        uses any more."""
+        with self._catalog_lock:
+            if old is not None:
+                self._retired.append(old)
+            done = [c for c in self._retired if not self._catalog_users[id(c)]]
+            self._retired = [c for c in self._retired if self._catalog_users[id(c)]]
+        for catalog in done:
+            for r in catalog.remotes():
+                r.close(wait=False)
 
     def _load_history(self) -> None:
         from lazygit.prefetch import Predictor, load_or_build
@@ -725,8 +756,9 @@ class Daemon:
     def list_refs(self) -> dict[str, Any]:
         from lazygit.discovery import discover
 
-        remote = self.catalog.sources[0].remote
-        snapshot = discover(remote, connect_alternate=lambda url: remote)
+        with self._using_catalog() as catalog:
+            remote = catalog.sources[0].remote
+            snapshot = discover(remote, connect_alternate=lambda url: remote)
         return {
             "refs": [[r.oid.hex(), r.name] for r in snapshot.refs]
             + [[r.peeled.hex(), r.name + "^{}"] for r in snapshot.refs if r.peeled],

@@ -426,3 +426,44 @@ def test_boolean_settings_read_as_git_reads_them(tmp_path: Path):
         assert by_git == str(expected).lower()
         assert Settings.load(tmp_path).offline is expected, line
     assert Settings.from_values({"offline": ""}).offline is False  # `git -c lazygit.offline=`
+
+
+def test_a_settings_renewal_leaves_a_listing_in_flight_alone(
+    small: Published, nginx, tmp_path: Path
+):
+    """`list` runs outside the write lock: a renewal of the HTTP clients (a changed
+    setting) while it waits for the server must not close the client it reads with."""
+    from faultproxy import FaultProxy, Rule
+
+    dest = tmp_path / "c"
+    with FaultProxy(nginx.port) as proxy:
+        subprocess.run(
+            ["lazygit", "clone", "-q", "--no-checkout", proxy.url(small.name), str(dest)],
+            check=True,
+        )
+        git_dir = dest / ".git"
+        try:
+            head = subprocess.run(
+                ["git", "-C", str(dest), "rev-parse", "HEAD"], capture_output=True, text=True,
+                env=NO_LAZY, check=True,
+            ).stdout.strip()  # fmt: skip
+            daemonclient.request(git_dir, {"op": "fetch", "oids": [head]}, timeout=30)
+            proxy.add(Rule("delay", path=r"info/refs", stall=1.5))
+            with ThreadPoolExecutor(1) as pool:
+                listing = pool.submit(
+                    daemonclient.request, git_dir, {"op": "list"}, start=False, timeout=30
+                )
+                time.sleep(0.5)  # the listing waits for the server
+                subprocess.run(
+                    ["git", "-C", str(dest), "config", "lazygit.rangesPerRequest", "3"],
+                    check=True,
+                )
+                # Any request re-reads the config: the HTTP clients are renewed now.
+                daemonclient.request(git_dir, {"op": "fetch", "oids": [head]}, timeout=30)
+                assert not listing.done()
+                refs = listing.result(timeout=30)["refs"]
+            assert [oid for oid, name in refs if name == "HEAD" or name.endswith("/main")]
+            log = (git_dir / "lazygit" / "daemon.log").read_text()
+            assert "HTTP clients and engine renewed" in log
+        finally:
+            stop_daemon(git_dir)
