@@ -28,7 +28,7 @@ from typing import Any
 
 from lazygit.config import Settings
 from lazygit.errors import LazyGitError
-from lazygit.localrepo import LocalRepo
+from lazygit.localrepo import LocalObjects, LocalRepo
 from lazygit.progress import QUIET, Progress, Task
 from lazygit.sparse import BLOB_MODES, validate_cone_dirs
 
@@ -40,7 +40,9 @@ PathMatcher = Callable[[str], bool]
 
 
 @contextmanager
-def open_engine(repo: LocalRepo, settings: Settings) -> Iterator[Any]:
+def open_engine(
+    repo: LocalRepo, settings: Settings, local: LocalObjects | None = None
+) -> Iterator[Any]:
     """The repository's fetch engine (catalog from the clone's cache, no network yet)."""
     from lazygit.catalog import Catalog, follow_remote_url, moved_url
     from lazygit.fetch import FetchEngine
@@ -59,7 +61,7 @@ def open_engine(repo: LocalRepo, settings: Settings) -> Iterator[Any]:
             remote.close()
         catalog = moved
     try:
-        yield FetchEngine(catalog, repo, settings)
+        yield FetchEngine(catalog, repo, settings, local)
     finally:
         for remote in catalog.remotes():
             remote.close()
@@ -120,9 +122,15 @@ def hydrate(
     """Fetch the missing ``oids`` in batches (one pack each), with one progress bar."""
     t0 = time.monotonic()
     result = HydrateResult(wanted=len(set(oids)))
-    with open_engine(repo, settings) as engine:
-        missing = engine.local.missing(oids)
-        result.already_local = result.wanted - len(missing)
+    # Narrowing the cone, or widening it to what is local, needs no engine: not even the
+    # HTTP client's import.
+    local = repo.ensure_lazy_clone().local_objects()
+    missing = local.missing(oids)
+    result.already_local = result.wanted - len(missing)
+    if not missing:
+        result.seconds = time.monotonic() - t0
+        return result
+    with open_engine(repo, settings, local) as engine:
         if missing:
             catalog = engine.catalog
 

@@ -117,6 +117,10 @@ def test_sparse_add_hydrates_in_one_batch(
     # No lazy fetch happened (git ran with GIT_NO_LAZY_FETCH=1): the daemon fetched nothing.
     log = repo / ".git" / "lazygit" / "daemon.log"
     assert not log.exists() or " batch: " not in log.read_text()
+    # Narrowing fetches nothing: no fetch engine, not even the HTTP client's import.
+    proc = lazygit(repo, "sparse", "set", dirs[0], env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert "lazygit.sparsecmd" in proc.stderr and "httpx" not in proc.stderr
+    assert not (repo / files[0]).exists()
     lazygit(repo, "sparse", "set", dirs[2])
     assert (
         not (repo / files[0]).exists()
