@@ -66,6 +66,15 @@ HISTORY_COMMANDS = {
 PREFETCH_OFF = ("blame", "log -p -300")
 #: Clones started at once in the concurrency benchmark.
 CONCURRENT = 8
+#: What a lazygit process imports before it does its work: the clone's path, git-remote-lazy's,
+#: and a cold daemon's before it answers its first request (the history index included).
+CLONE_IMPORTS = "import lazygit.cli, lazygit.clone"
+HELPER_IMPORTS = "import lazygit.helper"
+DAEMON_IMPORTS = (
+    "import lazygit.daemon, lazygit.blockcache, lazygit.catalog, lazygit.fetch, lazygit.prefetch"
+)
+#: Rows of the floors (operation names start so), shown apart from the measured commands.
+FLOOR = "floor: "
 
 
 @dataclass
@@ -346,7 +355,34 @@ class Bench:
             cmd = [*argv, str(dest)]
             self.record(op, tool, measure(both, lambda cmd=cmd: run(cmd)))
             stop_daemon(dest)
+        self.floors(both, self.scratch / "partial")
         self.concurrent(both, dumb_url, smart_url)
+
+    def floors(self, both: list[Nginx], partial: Path) -> None:
+        """What no lazygit run can go below, in this run: a Python process with its imports,
+        and `git index-pack` of the commits and trees that git's partial clone received (the
+        same objects lazygit's clone indexes: both tools pay for it)."""
+        py = sys.executable
+        for what, code in (
+            ("clone", CLONE_IMPORTS),
+            ("git-remote-lazy", HELPER_IMPORTS),
+            ("cold daemon", DAEMON_IMPORTS),
+        ):
+            step = functools.partial(run, [py, "-c", code])
+            self.record(f"{FLOOR}{what}", "Python and its imports", measure(both, step))
+        pack = max((partial / ".git" / "objects" / "pack").glob("*.pack"), key=os.path.getsize)
+        target = self.fresh("index-pack")
+        run(["git", "init", "-q", "--bare", str(target)])
+
+        def index() -> None:
+            with pack.open("rb") as f:
+                subprocess.run(
+                    ["git", "index-pack", "--stdin"], stdin=f, cwd=target, env=GIT_ENV,
+                    stdout=subprocess.DEVNULL, check=True,
+                )  # fmt: skip
+
+        what = "git index-pack of the commits and trees"
+        self.record(f"{FLOOR}clone", what, measure(both, index))
 
     def concurrent(self, both: list[Nginx], dumb_url: str, smart_url: str) -> None:
         """CONCURRENT clones at once: total time and what it costs the server."""
@@ -563,7 +599,7 @@ class Bench:
         for old in out_dir.glob("*.png"):
             old.unlink()
         links = []
-        ops = list(dict.fromkeys(op for op, _ in self.rows))
+        ops = list(dict.fromkeys(op for op, _ in self.rows if not op.startswith(FLOOR)))
         fig, axes = plt.subplots(len(ops), 1, figsize=(8, 1.6 * len(ops) + 0.6))
         for ax, op in zip(axes if len(ops) > 1 else [axes], ops, strict=True):
             rows = [r for (o, _), r in self.rows.items() if o == op]
@@ -615,7 +651,7 @@ class Bench:
             "| requests | lazygit / tool (wall) |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
-        ops = list(dict.fromkeys(op for op, _ in self.rows))
+        ops = list(dict.fromkeys(op for op, _ in self.rows if not op.startswith(FLOOR)))
         for op in ops:
             base = self.rows.get((op, "lazygit"))
             for (o, tool), row in self.rows.items():
@@ -647,7 +683,7 @@ class Bench:
                 got = self.rows[(op, "lazygit")].median("bytes")
                 lines.append(f"| {op} | {need:,} | {got:,.0f} | {got / need:.2f} |")
         lines += self.prefetch_savings()
-        lines += ["", *self.targets(), "", *self.plots()]
+        lines += ["", *self.targets(), *self.floor_lines(), "", *self.plots()]
         text = "\n".join(lines) + "\n"
         print(text)
         target = ROOT / "docs" / "benchmarks.md"
@@ -745,6 +781,66 @@ class Bench:
             if value is not None:
                 met = "yes" if value <= limit else "**no**"
                 lines.append(f"| {what} | {value:.2f} | {limit:.1f} | {met} |")
+        return lines
+
+    def floor_lines(self) -> list[str]:
+        """The floors against the targets: how far the design itself is from each."""
+
+        def wall(op: str, tool: str) -> float | None:
+            row = self.rows.get((op, tool))
+            return row.median("wall") if row else None
+
+        start = "Python and its imports"
+        clone_py = wall(f"{FLOOR}clone", start)
+        index = wall(f"{FLOOR}clone", "git index-pack of the commits and trees")
+        smart = wall("clone --no-checkout", "git partial (smart)")
+        helper = wall(f"{FLOOR}git-remote-lazy", start)
+        daemon = wall(f"{FLOOR}cold daemon", start)
+        if None in (clone_py, index, smart, helper, daemon):
+            return []
+        assert clone_py and index and smart and helper and daemon
+        lines = [
+            "",
+            "## Floors: what no lazygit run goes below",
+            "",
+            "Measured in the same run: a Python process that only imports what lazygit's "
+            "clone, git-remote-lazy and a cold daemon import before they work (`python -c`), "
+            "and `git index-pack --stdin` of the commits and trees git's partial clone "
+            "received, the same objects lazygit's clone indexes.",
+            "",
+            "| what | wall s |",
+            "| --- | ---: |",
+            f"| Python + the clone's imports (`{CLONE_IMPORTS}`) | {clone_py:.3f} |",
+            f"| git index-pack of the commits and trees | {index:.3f} |",
+            f"| Python + git-remote-lazy's imports (`{HELPER_IMPORTS}`) | {helper:.3f} |",
+            f"| Python + a cold daemon's imports (`{DAEMON_IMPORTS}`) | {daemon:.3f} |",
+            "",
+            "| target | floor | floor / tool | limit | left for the rest of the work |",
+            "| --- | --- | ---: | ---: | ---: |",
+        ]
+        floor = clone_py + index
+        lines.append(
+            f"| clone --no-checkout / git partial clone ({smart:.3f} s) | start-up + index-pack "
+            f"= {floor:.3f} s | {floor / smart:.2f} | 1.0 | {smart - floor:+.3f} s |"
+        )
+        for name in HISTORY_COMMANDS:
+            op = f"{name} (cold lazy clone)"
+            full = wall(op, "git full clone")
+            if full is None:
+                continue
+            floor = full + helper + daemon
+            lines.append(
+                f"| {op} / full clone ({full:.3f} s) | the command + git-remote-lazy + daemon "
+                f"start-up = {floor:.3f} s | {floor / full:.2f} | 3.0 | "
+                f"{3 * full - floor:+.3f} s |"
+            )
+        lines += [
+            "",
+            "*Left for the rest of the work*: what the limit leaves for everything else (the "
+            "clone's discovery, .idx reads and its other git commands; a lazy fetch's git "
+            "processes, reads and index-pack). Negative: the target is out of reach for a "
+            "Python client of this design, however fast the rest.",
+        ]
         return lines
 
     def report_only(self) -> None:
