@@ -754,16 +754,11 @@ class Daemon:
         }
 
     def list_refs(self) -> dict[str, Any]:
-        from lazygit.discovery import discover
+        from lazygit.discovery import discover, refs_reply
 
         with self._using_catalog() as catalog:
             remote = catalog.sources[0].remote
-            snapshot = discover(remote, connect_alternate=lambda url: remote)
-        return {
-            "refs": [[r.oid.hex(), r.name] for r in snapshot.refs]
-            + [[r.peeled.hex(), r.name + "^{}"] for r in snapshot.refs if r.peeled],
-            "head": snapshot.head_target,
-        }
+            return refs_reply(discover(remote, connect_alternate=lambda url: remote))
 
     def stats(self) -> dict[str, Any]:
         with self.counter_lock:

@@ -248,3 +248,13 @@ def peeled_oids(refs: Iterable[Ref]) -> set[bytes]:
         if r.peeled:
             out.add(r.peeled)
     return out
+
+
+def refs_reply(snapshot: RemoteRepo) -> dict[str, object]:
+    """The refs and HEAD of ``snapshot`` as the daemon's `list` reply carries them: each
+    tag's peeled object as a ``NAME^{}`` entry, HEAD's target if it is a symref."""
+    return {
+        "refs": [[r.oid.hex(), r.name] for r in snapshot.refs]
+        + [[r.peeled.hex(), r.name + "^{}"] for r in snapshot.refs if r.peeled],
+        "head": snapshot.head_target,
+    }

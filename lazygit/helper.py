@@ -40,12 +40,15 @@ def _is_lazy_fetch() -> bool:
 class RemoteHelper:
     """One helper run: read git's commands on ``inp``, answer on ``out``."""
 
-    def __init__(self, inp: TextIO, out: TextIO, err: TextIO) -> None:
+    def __init__(self, inp: TextIO, out: TextIO, err: TextIO, url: str | None = None) -> None:
         self.inp = inp
         self.out = out
         self.err = err
+        self.url = url  # what follows "lazy::" (git's second argument)
         self.progress = False
         self.from_promisor = False
+        self.filter: str | None = None  # `git clone --filter=SPEC`, as git passes it on
+        self.cloning = False
         self._git_dir: str | None = None
 
     @property
@@ -85,7 +88,11 @@ class RemoteHelper:
             self.progress = value == "true"
         elif name == "from-promisor":
             self.from_promisor = value in ("1", "true")
-        elif name not in ("verbosity", "filter", "check-connectivity", "cloning"):
+        elif name == "filter":
+            self.filter = value
+        elif name == "cloning":
+            self.cloning = value == "true"
+        elif name not in ("verbosity", "check-connectivity"):
             return "unsupported"
         return "ok"
 
@@ -93,7 +100,13 @@ class RemoteHelper:
         if self.from_promisor and _is_lazy_fetch():
             self._send("\n")  # a lazy fetch asks for objects by id: it needs no refs
             return
-        reply = daemonclient.request(self.git_dir, daemonclient.with_command_config({"op": "list"}))
+        if self._adopted():
+            message = daemonclient.with_command_config({"op": "list"})
+            reply = daemonclient.request(self.git_dir, message)
+        else:  # `git clone lazy::URL`: no catalog yet, so no daemon (see lazygit.adopt)
+            from lazygit.adopt import list_refs
+
+            reply = list_refs(self.git_dir, self._url())
         # Each peeled line right after its tag, as in info/refs: git fetches a new annotated
         # tag only when it sees what the tag points at.
         peeled = {name[:-3]: oid for oid, name in reply["refs"] if name.endswith("^{}")}
@@ -118,6 +131,9 @@ class RemoteHelper:
             line = self.inp.readline().rstrip("\n")
         oids = list(dict.fromkeys(oid for oid, _ in wants))
         lazy = all(oid == name for oid, name in wants)
+        if not self._adopted() and self._adopt(lazy, oids):
+            self._send("\n")  # what git asked for came with the commits and trees
+            return
         op = "fetch" if lazy else "update"
         message = daemonclient.with_command_config({"op": op, "oids": oids})
         reply = daemonclient.request(self.git_dir, message)
@@ -126,9 +142,46 @@ class RemoteHelper:
             self.err.flush()
         self._send("\n")
 
+    def _adopted(self) -> bool:
+        """Whether the repository has a pack catalog (lazygit made it, or adopted it)."""
+        catalog = os.path.join(self.git_dir, daemonclient.STATE_DIR, "catalog.json")
+        return os.path.exists(catalog)
+
+    def _url(self) -> str:
+        if not self.url:
+            raise LazyGitError("git-remote-lazy needs the remote's URL (git passes it)")
+        return self.url
+
+    def _adopt(self, lazy: bool, oids: list[str]) -> bool:
+        """`git clone --filter=... lazy::URL` is fetching its refs: make the repository a
+        lazygit clone first (lazygit.adopt); True if that brought every one of ``oids``.
+        Without a filter git would expect every blob."""
+        if self.cloning and self.filter is None:
+            raise LazyGitError(
+                "git clone of a lazy:: URL needs a filter: lazygit brings blobs only when "
+                "git needs them",
+                "git clone --filter=blob:none lazy::URL, or lazygit clone URL",
+            )
+        if lazy or self.filter is None:
+            raise LazyGitError(
+                f"{self.git_dir} is not a lazygit clone",
+                "make one with lazygit clone URL, or git clone --filter=blob:none lazy::URL",
+            )
+        from lazygit.adopt import adopt
+
+        reply = adopt(self.git_dir, self._url(), oids)
+        if self.progress:
+            self.err.write(
+                daemonclient.describe(reply).replace("fetched", "fetched the commits and trees:")
+                + "\n"
+            )
+            self.err.flush()
+        return bool(reply["complete"])
+
 
 def main() -> int:
-    helper = RemoteHelper(sys.stdin, sys.stdout, sys.stderr)
+    url = sys.argv[2] if len(sys.argv) > 2 else None
+    helper = RemoteHelper(sys.stdin, sys.stdout, sys.stderr, url)
     try:
         return helper.run()
     except LazyGitError as exc:

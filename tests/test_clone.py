@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Published
+from conftest import Published, stop_daemon
 
 from lazygit.packmeta import ServerPack
 from lazygit.sample import TINY, make_server_repo
@@ -289,3 +289,91 @@ def test_failure_midway_removes_dest_but_keeps_existing_dir(
 def test_error_bad_url(tmp_path: Path):
     proc = lazygit("clone", "ftp://example.invalid/x.git", str(tmp_path / "x"), check=False)
     assert_one_line_error(proc, "not an http(s) URL")
+
+
+# -- stock git's own clone of a lazy:: URL (lazygit.adopt) ------------------------------
+
+
+def test_git_clone_of_a_lazy_url(small: Published, nginx, tmp_path: Path):
+    """`git clone --filter=blob:none lazy::URL`: git makes the repository, git-remote-lazy
+    makes it a lazygit clone on its first fetch, reading what `lazygit clone` reads; the
+    checkout is the daemon's first batch."""
+    url = nginx.url(small.name)
+    nginx.clear_log()
+    lazygit("clone", "-q", "--no-checkout", url, str(tmp_path / "lazygit-made"))
+    by_lazygit = sum(e.bytes for e in nginx.log_entries())
+    dest = tmp_path / "c"
+    nginx.clear_log()
+    proc = subprocess.run(
+        ["git", "clone", "-q", "--no-checkout", "--filter=blob:none", f"lazy::{url}", str(dest)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.returncode == 0, proc.stderr
+        by_git = sum(e.bytes for e in nginx.log_entries())
+        assert 0 < by_git < by_lazygit * 1.05 + 4096, (by_git, by_lazygit)
+        git(dest, "fsck")
+        assert_same_history(dest, small.full)
+        assert (dest / ".git" / "lazygit" / "catalog.json").exists()
+        # Lazy fetches go through the daemon like any clone's.
+        subprocess.run(["git", "-C", str(dest), "checkout", "-q", "main"], check=True)
+        assert tree_files(dest) == tree_files(small.full)
+        old = git(dest, "rev-list", "-1", "HEAD~20").strip()
+        shown = subprocess.run(
+            ["git", "-C", str(dest), "show", "--stat", old], capture_output=True, check=True
+        ).stdout
+        assert (
+            shown
+            == subprocess.run(
+                ["git", "-C", str(small.full), "show", "--stat", old],
+                capture_output=True,
+                check=True,
+            ).stdout
+        )
+    finally:
+        stop_daemon(dest / ".git")
+
+
+def test_git_clone_of_a_lazy_url_needs_a_filter(tiny: Published, nginx, tmp_path: Path):
+    dest = tmp_path / "c"
+    proc = subprocess.run(
+        ["git", "clone", "-q", f"lazy::{nginx.url(tiny.name)}", str(dest)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "git clone of a lazy:: URL needs a filter" in proc.stderr, proc.stderr
+    assert "--filter=blob:none" in proc.stderr
+    assert not dest.exists()  # git removes what it made
+
+
+def test_submodules_at_relative_urls(tiny: Published, server_root: Path, nginx, tmp_path: Path):
+    """A superproject's submodule at a relative URL is lazy:: too: `git submodule update
+    --init --filter=blob:none` clones it lazily, once git allows submodules the lazy
+    transport (`-c protocol.lazy.allow=always`, or in the global config)."""
+    work = tmp_path / "super"
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    head = git(tiny.full, "rev-parse", "HEAD").strip()
+    (work / ".gitmodules").write_text(f'[submodule "sub"]\n\tpath = sub\n\turl = ../{tiny.name}\n')
+    (work / "README").write_text("a superproject\n")
+    git(work, "add", ".gitmodules", "README")
+    git(work, "update-index", "--add", "--cacheinfo", f"160000,{head},sub")
+    git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "super")
+    bare = server_root / "clone-super.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    git(bare, "update-server-info")
+    dest = tmp_path / "c"
+    lazygit("clone", "-q", nginx.url("clone-super.git"), str(dest))
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(dest), "-c", "protocol.lazy.allow=always", "submodule",
+             "update", "-q", "--init", "--filter=blob:none"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert git(dest / "sub", "rev-parse", "HEAD").strip() == head
+        files = tree_files(dest / "sub")
+        assert files.pop(".git") == b"gitdir: ../.git/modules/sub\n"
+        assert files == tree_files(tiny.full)
+    finally:
+        stop_daemon(dest / ".git")
+        stop_daemon(dest / ".git" / "modules" / "sub")
