@@ -116,8 +116,11 @@ class RemoteHelper:
                 lines.append(f"{oid} {name}\n")
                 if name in peeled:
                     lines.append(f"{peeled[name]} {name}^{{}}\n")
-        if reply.get("head"):
-            lines.append(f"@{reply['head']} HEAD\n")
+        head = reply.get("head")
+        # HEAD of an empty repository names a branch that does not exist yet: git would ask
+        # for it as the null id.  Unlisted, git sees an empty repository, as with git's own.
+        if head and any(name == head for _, name in reply["refs"]):
+            lines.append(f"@{head} HEAD\n")
         self._send("".join(lines) + "\n")
 
     def _fetch(self, first: str) -> None:

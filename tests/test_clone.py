@@ -377,3 +377,30 @@ def test_submodules_at_relative_urls(tiny: Published, server_root: Path, nginx, 
     finally:
         stop_daemon(dest / ".git")
         stop_daemon(dest / ".git" / "modules" / "sub")
+
+
+def test_git_clone_of_an_empty_lazy_url_then_fetch(
+    tiny: Published, server_root: Path, nginx, tmp_path: Path
+):
+    """An empty repository's HEAD names a branch that does not exist yet: git must see an
+    empty repository (not ask for the null id), and the first `git fetch` after a push makes
+    the clone a lazygit clone."""
+    bare = server_root / "clone-empty-by-git.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    git(bare, "update-server-info")
+    dest = tmp_path / "c"
+    proc = subprocess.run(
+        ["git", "clone", "--filter=blob:none", f"lazy::{nginx.url(bare.name)}", str(dest)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.returncode == 0, proc.stderr
+        assert "cloned an empty repository" in proc.stderr
+        git(tiny.full, "push", "-q", str(bare), "HEAD:refs/heads/main")
+        git(bare, "update-server-info")
+        subprocess.run(["git", "-C", str(dest), "fetch", "-q"], check=True)
+        subprocess.run(["git", "-C", str(dest), "checkout", "-q", "main"], check=True)
+        assert tree_files(dest) == tree_files(tiny.full)
+        assert (dest / ".git" / "lazygit" / "catalog.json").exists()
+    finally:
+        stop_daemon(dest / ".git")
