@@ -26,10 +26,12 @@ from lazygit.localrepo import LocalRepo
 from lazygit.remote import DumbRemote
 
 
-def list_refs(git_dir: str | Path, url: str) -> dict[str, Any]:
-    """The server's refs and HEAD in the daemon's `list` reply form, read directly."""
+def list_refs(git_dir: str | Path | None, url: str) -> dict[str, Any]:
+    """The server's refs and HEAD in the daemon's `list` reply form, read directly (with
+    ``git_dir`` None, outside any repository: `git ls-remote lazy::URL`)."""
     settings = Settings.load(git_dir)
-    with DumbRemote(normalize_url(url), settings, git_dir=Path(git_dir)) as remote:
+    where = Path(git_dir) if git_dir is not None else None
+    with DumbRemote(normalize_url(url), settings, git_dir=where) as remote:
         return refs_reply(discover(remote, connect_alternate=lambda _url: remote))
 
 

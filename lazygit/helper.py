@@ -100,13 +100,14 @@ class RemoteHelper:
         if self.from_promisor and _is_lazy_fetch():
             self._send("\n")  # a lazy fetch asks for objects by id: it needs no refs
             return
-        if self._adopted():
+        git_dir = self._repository()
+        if git_dir is not None and self._adopted():
             message = daemonclient.with_command_config({"op": "list"})
-            reply = daemonclient.request(self.git_dir, message)
-        else:  # `git clone lazy::URL`: no catalog yet, so no daemon (see lazygit.adopt)
+            reply = daemonclient.request(git_dir, message)
+        else:  # `git clone lazy::URL`, `git ls-remote lazy::URL`: no daemon (lazygit.adopt)
             from lazygit.adopt import list_refs
 
-            reply = list_refs(self.git_dir, self._url())
+            reply = list_refs(git_dir, self._url())
         # Each peeled line right after its tag, as in info/refs: git fetches a new annotated
         # tag only when it sees what the tag points at.
         peeled = {name[:-3]: oid for oid, name in reply["refs"] if name.endswith("^{}")}
@@ -144,6 +145,13 @@ class RemoteHelper:
             self.err.write(daemonclient.describe(reply) + "\n")
             self.err.flush()
         self._send("\n")
+
+    def _repository(self) -> str | None:
+        """The repository git runs us in; None outside any (`git ls-remote lazy::URL`)."""
+        try:
+            return self.git_dir
+        except LazyGitError:
+            return None
 
     def _adopted(self) -> bool:
         """Whether the repository has a pack catalog (lazygit made it, or adopted it)."""

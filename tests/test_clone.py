@@ -404,3 +404,17 @@ def test_git_clone_of_an_empty_lazy_url_then_fetch(
         assert (dest / ".git" / "lazygit" / "catalog.json").exists()
     finally:
         stop_daemon(dest / ".git")
+
+
+def test_git_ls_remote_of_a_lazy_url(small: Published, nginx, tmp_path: Path):
+    """Outside any repository (no daemon to ask) the helper reads the refs itself."""
+    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(tmp_path)}
+    proc = subprocess.run(
+        ["git", "ls-remote", f"lazy::{nginx.url(small.name)}"],
+        capture_output=True, text=True, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    expected = subprocess.run(
+        ["git", "ls-remote", str(small.info.path)], capture_output=True, text=True, check=True
+    ).stdout
+    assert sorted(proc.stdout.splitlines()) == sorted(expected.splitlines())
