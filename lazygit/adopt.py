@@ -22,6 +22,7 @@ from lazygit.clone import normalize_url
 from lazygit.config import Settings
 from lazygit.discovery import RemoteRepo, discover, peeled_oids, refs_reply
 from lazygit.fetch import fetch_metadata
+from lazygit.gitcmd import run_git
 from lazygit.localrepo import LocalRepo
 from lazygit.remote import DumbRemote
 
@@ -35,7 +36,9 @@ def list_refs(git_dir: str | Path | None, url: str) -> dict[str, Any]:
         return refs_reply(discover(remote, connect_alternate=lambda _url: remote))
 
 
-def adopt(git_dir: str | Path, url: str, wants: list[str]) -> dict[str, Any]:
+def adopt(
+    git_dir: str | Path, url: str, wants: list[str], remote: str | None = None
+) -> dict[str, Any]:
     """Make the repository at ``git_dir`` a lazygit clone of ``url``: its pack catalog, and
     the commits, trees and tags of every server pack and of the loose objects the refs reach.
 
@@ -43,6 +46,10 @@ def adopt(git_dir: str | Path, url: str, wants: list[str]) -> dict[str, Any]:
     a run stopped in between leaves a clone whose next `git fetch` reads what is missing.
     Returns a reply in the form of the daemon's (objects, bytes, requests, seconds), and
     ``complete``: whether the objects git ``wants`` (hex ids) are all local now.
+
+    ``remote`` (git's name for it) becomes ``extensions.partialClone`` when that is unset,
+    as `lazygit clone` writes it: git 2.39's `git clone --filter` marks the remote a
+    promisor only, and lazygit finds its remote by the extension (else "origin").
     """
     t0 = time.monotonic()
     repo = LocalRepo(Path(git_dir), None)
@@ -61,6 +68,7 @@ def adopt(git_dir: str | Path, url: str, wants: list[str]) -> dict[str, Any]:
         stats = fetch_metadata(catalog, repo, settings, roots)
         catalog.meta_done.update(h.name for h in catalog.packs)
         catalog.save()
+        _name_the_promisor_remote(repo, remote)
     finally:
         for remote in opened:
             remote.close()
@@ -72,3 +80,22 @@ def adopt(git_dir: str | Path, url: str, wants: list[str]) -> dict[str, Any]:
         "seconds": round(time.monotonic() - t0, 4),
         "complete": not missing,
     }
+
+
+def _name_the_promisor_remote(repo: LocalRepo, remote: str | None) -> None:
+    """``extensions.partialClone = remote`` if unset and ``remote`` is a lazy:: remote."""
+    if not remote:
+        return
+    proc = run_git(
+        ["config", "--null", "--get-regexp", r"^(extensions\.partialclone|remote\..*\.url)$"],
+        env={"GIT_DIR": str(repo.git_dir)},
+        check=False,
+    )
+    values = {}
+    for item in proc.stdout.split(b"\0"):
+        key, _, value = item.decode("utf-8", "replace").partition("\n")
+        values[key.lower()] = value
+    if "extensions.partialclone" not in values and values.get(
+        f"remote.{remote.lower()}.url", ""
+    ).startswith("lazy::"):
+        repo.git(["config", "extensions.partialClone", remote])

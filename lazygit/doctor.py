@@ -338,14 +338,15 @@ def check_clone(clone: Clone) -> list[Check]:
             )
         )
         return checks
-    if not promisor or not partial:
+    # git takes either as naming a promisor remote (`git clone --filter` in git 2.39 writes
+    # only the first, `lazygit clone` both).
+    if not promisor and partial != clone.remote:
         checks.append(
             Check(
                 "clone",
                 FAIL,
                 "the partial-clone config is incomplete: git will not fetch missing objects",
-                f"git config remote.{clone.remote}.promisor true && "
-                f"git config extensions.partialClone {clone.remote}",
+                f"git config remote.{clone.remote}.promisor true",
             )
         )
     else:

@@ -40,11 +40,19 @@ def _is_lazy_fetch() -> bool:
 class RemoteHelper:
     """One helper run: read git's commands on ``inp``, answer on ``out``."""
 
-    def __init__(self, inp: TextIO, out: TextIO, err: TextIO, url: str | None = None) -> None:
+    def __init__(
+        self,
+        inp: TextIO,
+        out: TextIO,
+        err: TextIO,
+        url: str | None = None,
+        remote: str | None = None,
+    ) -> None:
         self.inp = inp
         self.out = out
         self.err = err
         self.url = url  # what follows "lazy::" (git's second argument)
+        self.remote = remote  # the remote's name (git's first argument; the URL if none)
         self.progress = False
         self.from_promisor = False
         self.filter: str | None = None  # `git clone --filter=SPEC`, as git passes it on
@@ -180,7 +188,7 @@ class RemoteHelper:
             )
         from lazygit.adopt import adopt
 
-        reply = adopt(self.git_dir, self._url(), oids)
+        reply = adopt(self.git_dir, self._url(), oids, self.remote)
         if self.progress:
             self.err.write(
                 daemonclient.describe(reply).replace("fetched", "fetched the commits and trees:")
@@ -191,8 +199,9 @@ class RemoteHelper:
 
 
 def main() -> int:
+    remote = sys.argv[1] if len(sys.argv) > 1 else None
     url = sys.argv[2] if len(sys.argv) > 2 else None
-    helper = RemoteHelper(sys.stdin, sys.stdout, sys.stderr, url)
+    helper = RemoteHelper(sys.stdin, sys.stdout, sys.stderr, url, remote)
     try:
         return helper.run()
     except LazyGitError as exc:

@@ -315,6 +315,8 @@ def test_git_clone_of_a_lazy_url(small: Published, nginx, tmp_path: Path):
         git(dest, "fsck")
         assert_same_history(dest, small.full)
         assert (dest / ".git" / "lazygit" / "catalog.json").exists()
+        # The promisor remote named as lazygit clone names it (git 2.39 leaves it unset).
+        assert git(dest, "config", "extensions.partialClone").strip() == "origin"
         # Lazy fetches go through the daemon like any clone's.
         subprocess.run(["git", "-C", str(dest), "checkout", "-q", "main"], check=True)
         assert tree_files(dest) == tree_files(small.full)

@@ -254,3 +254,17 @@ def test_doctor_counts_only_packs_a_merge_would_rewrite(lazy: Path, tmp_path: Pa
         keep.unlink()
     cache = checks(run("doctor", "--json", cwd=clone))["cache"]
     assert cache["status"] == "WARN" and "consolidation is due" in cache["message"], cache
+
+
+def test_doctor_takes_either_promisor_setting(lazy: Path, tmp_path: Path):
+    """git names a promisor remote by `remote.<name>.promisor` or by
+    `extensions.partialClone`: either alone lets it fetch lazily, so either passes."""
+    clone = tmp_path / "clone"
+    shutil.copytree(lazy, clone, symlinks=True)
+    git(clone, "config", "--unset", "extensions.partialClone")
+    assert checks(run("doctor", "--json", cwd=clone))["clone"]["status"] == "OK"
+    git(clone, "config", "--unset", "remote.origin.promisor")
+    check = checks(run("doctor", "--json", cwd=clone))["clone"]
+    assert check["status"] == "FAIL" and "remote.origin.promisor true" in check["fix"], check
+    git(clone, "config", "extensions.partialClone", "origin")
+    assert checks(run("doctor", "--json", cwd=clone))["clone"]["status"] == "OK"
