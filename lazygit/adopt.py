@@ -70,8 +70,8 @@ def adopt(
         catalog.save()
         _name_the_promisor_remote(repo, remote)
     finally:
-        for remote in opened:
-            remote.close()
+        for client in opened:
+            client.close()
     missing = repo.local_objects().missing(bytes.fromhex(oid) for oid in wants)
     return {
         "objects": stats.objects,

@@ -131,29 +131,28 @@ def hydrate(
         result.seconds = time.monotonic() - t0
         return result
     with open_engine(repo, settings, local) as engine:
-        if missing:
-            catalog = engine.catalog
+        catalog = engine.catalog
 
-            def where(oid: bytes) -> tuple[int, int]:
-                loc = catalog.locate(oid)
-                return (catalog.packs.index(loc[0]), loc[1]) if loc else (1 << 30, 0)
+        def where(oid: bytes) -> tuple[int, int]:
+            loc = catalog.locate(oid)
+            return (catalog.packs.index(loc[0]), loc[1]) if loc else (1 << 30, 0)
 
-            # Pack order: each batch reads neighbouring entries (delta families together).
-            placed = sorted(missing, key=where)
-            total = 0
-            for oid in placed:
-                loc = catalog.locate(oid)
-                total += loc[0].pack.extent_at(loc[1]).length if loc else 4096
-            bar = progress.task(label, total=total)
-            inner = _OneBar(progress, bar)
-            size = max(1, batch_size or settings.prefetchBatch)
-            for i in range(0, len(placed), size):
-                stats = engine.fetch(placed[i : i + size], inner)
-                result.objects += stats.objects
-                result.bytes += stats.bytes
-                result.requests += stats.requests
-                result.batches += 1
-            bar.done()
+        # Pack order: each batch reads neighbouring entries (delta families together).
+        placed = sorted(missing, key=where)
+        total = 0
+        for oid in placed:
+            loc = catalog.locate(oid)
+            total += loc[0].pack.extent_at(loc[1]).length if loc else 4096
+        bar = progress.task(label, total=total)
+        inner = _OneBar(progress, bar)
+        size = max(1, batch_size or settings.prefetchBatch)
+        for i in range(0, len(placed), size):
+            stats = engine.fetch(placed[i : i + size], inner)
+            result.objects += stats.objects
+            result.bytes += stats.bytes
+            result.requests += stats.requests
+            result.batches += 1
+        bar.done()
     result.seconds = time.monotonic() - t0
     return result
 
