@@ -297,7 +297,7 @@ def promisor_url(git_dir: Path) -> str | None:
 def moved_url(catalog: Catalog, git_dir: Path) -> str | None:
     """The promisor remote's URL in git config when it is no longer the one ``catalog``
     reads from (`git remote set-url`: the server moved, or a mirror); else None."""
-    from lazygit.remote import same_url
+    from lazygit.discovery import same_url
 
     url = promisor_url(git_dir)
     if url is None or same_url(url, catalog.sources[0].remote.display_url):

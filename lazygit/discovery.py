@@ -166,7 +166,18 @@ def parse_alternates(data: bytes, objects_url: str) -> list[str]:
     return urls
 
 
-def _redact(url: str) -> str:
+def same_url(a: str, b: str) -> bool:
+    """Whether two remote URLs name the same place (credentials and a final / aside)."""
+
+    def plain(url: str) -> tuple[str, ...]:
+        parts = urlsplit(url)
+        host = parts.netloc.rpartition("@")[2].lower()
+        return (parts.scheme.lower(), host, parts.path.rstrip("/"), parts.query)
+
+    return plain(a) == plain(b)
+
+
+def redact_url(url: str) -> str:
     """``url`` without userinfo (credentials never appear in messages)."""
     parts = urlsplit(url)
     if "@" not in parts.netloc:
@@ -175,7 +186,7 @@ def _redact(url: str) -> str:
 
 
 def _shown(remote: DumbRemote) -> str:
-    return getattr(remote, "display_url", None) or _redact(remote.url)
+    return getattr(remote, "display_url", None) or redact_url(remote.url)
 
 
 def _looks_like_html(data: bytes) -> bool:
@@ -233,7 +244,8 @@ def _object_sources(
     for url in alt_urls:
         if connect_alternate is None:
             raise RemoteError(
-                f"{_shown(remote)} borrows objects from {_redact(url)}, which is not supported here"
+                f"{_shown(remote)} borrows objects from {redact_url(url)}, "
+                "which is not supported here"
             )
         alt_remote = connect_alternate(url)
         sources += _object_sources(alt_remote, "", connect_alternate, depth=depth + 1, seen=seen)

@@ -109,10 +109,12 @@ class RemoteHelper:
             self._send("\n")  # a lazy fetch asks for objects by id: it needs no refs
             return
         git_dir = self._repository()
-        if git_dir is not None and self._adopted():
+        if git_dir is not None and self._adopted() and self._other_server() is None:
             message = daemonclient.with_command_config({"op": "list"})
             reply = daemonclient.request(git_dir, message)
-        else:  # `git clone lazy::URL`, `git ls-remote lazy::URL`: no daemon (lazygit.adopt)
+        else:
+            # `git clone lazy::URL`, `git ls-remote lazy::URL`, a second lazy:: remote: the
+            # daemon knows no such server (lazygit.adopt).
             from lazygit.adopt import list_refs
 
             reply = list_refs(git_dir, self._url())
@@ -143,9 +145,19 @@ class RemoteHelper:
             line = self.inp.readline().rstrip("\n")
         oids = list(dict.fromkeys(oid for oid, _ in wants))
         lazy = all(oid == name for oid, name in wants)
-        if not self._adopted() and self._adopt(lazy, oids):
-            self._send("\n")  # what git asked for came with the commits and trees
-            return
+        if not self._adopted():
+            if self._adopt(lazy, oids):
+                self._send("\n")  # what git asked for came with the commits and trees
+                return
+        elif not lazy:
+            clone_server = self._other_server()
+            if clone_server is not None:
+                raise LazyGitError(
+                    f"lazy:: remote {self.remote or ''} is not the server this clone reads from "
+                    f"({clone_server}): lazygit fetches from one server per clone",
+                    "git remote set-url on the clone's own remote to move it there, or "
+                    "lazygit clone URL",
+                )
         op = "fetch" if lazy else "update"
         message = daemonclient.with_command_config({"op": op, "oids": oids})
         reply = daemonclient.request(self.git_dir, message)
@@ -165,6 +177,28 @@ class RemoteHelper:
         """Whether the repository has a pack catalog (lazygit made it, or adopted it)."""
         catalog = os.path.join(self.git_dir, daemonclient.STATE_DIR, "catalog.json")
         return os.path.exists(catalog)
+
+    def _other_server(self) -> str | None:
+        """The URL the clone reads from when this remote is another server (a second lazy::
+        remote), else None.  The clone's own remote at a new URL (`git remote set-url`) is
+        not another server: the daemon follows it."""
+        import json
+
+        from lazygit.discovery import redact_url, same_url
+
+        try:
+            with open(os.path.join(self.git_dir, daemonclient.STATE_DIR, "catalog.json")) as f:
+                clone_url = json.load(f)["sources"][0]["url"]
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            return None  # the daemon reports a damaged catalog
+        if not self.url or same_url(self.url, clone_url):
+            return None
+        from lazygit.gitcmd import run_git
+
+        proc = run_git(["config", "extensions.partialClone"], cwd=self.git_dir, check=False)
+        if (proc.stdout.decode().strip() or "origin") == self.remote:
+            return None
+        return redact_url(clone_url)
 
     def _url(self) -> str:
         if not self.url:

@@ -90,17 +90,6 @@ def _http2_available(wanted: bool) -> bool:
     return wanted and _H2[0]
 
 
-def same_url(a: str, b: str) -> bool:
-    """Whether two remote URLs name the same place (credentials and a final / aside)."""
-
-    def plain(url: str) -> tuple[str, ...]:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.netloc.rpartition("@")[2].lower()
-        return (parts.scheme.lower(), host, parts.path.rstrip("/"), parts.query)
-
-    return plain(a) == plain(b)
-
-
 MAX_REDIRECTS = 5
 #: HTTP statuses worth another attempt: the server or a proxy is busy or failing for now.
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 507, 509, 520, 521, 522, 523, 524})

@@ -420,3 +420,31 @@ def test_git_ls_remote_of_a_lazy_url(small: Published, nginx, tmp_path: Path):
         ["git", "ls-remote", str(small.info.path)], capture_output=True, text=True, check=True
     ).stdout
     assert sorted(proc.stdout.splitlines()) == sorted(expected.splitlines())
+
+
+def test_a_second_lazy_remote_is_not_the_clones_server(
+    small: Published, tiny: Published, nginx, tmp_path: Path
+):
+    """A clone reads from one server.  A second lazy:: remote elsewhere is listed from its
+    own server (`git ls-remote`), and `git fetch` from it refuses in one line: it once got
+    the clone's own refs, silently."""
+    dest = tmp_path / "c"
+    lazygit("clone", "-q", "--no-checkout", nginx.url(small.name), str(dest))
+    try:
+        git(dest, "remote", "add", "other", f"lazy::{nginx.url(tiny.name)}")
+        listed = subprocess.run(
+            ["git", "-C", str(dest), "ls-remote", "other"], capture_output=True, text=True
+        )
+        assert listed.returncode == 0, listed.stderr
+        expected = git(tiny.info.path, "ls-remote", ".")
+        assert sorted(listed.stdout.splitlines()) == sorted(expected.splitlines())
+        proc = subprocess.run(
+            ["git", "-C", str(dest), "fetch", "other"], capture_output=True, text=True
+        )
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        assert "is not the server this clone reads from" in proc.stderr, proc.stderr
+        assert "refs/remotes/other/" not in git(dest, "for-each-ref")
+        # The clone's own remote still fetches through its daemon.
+        assert subprocess.run(["git", "-C", str(dest), "fetch", "-q", "origin"]).returncode == 0
+    finally:
+        stop_daemon(dest / ".git")
