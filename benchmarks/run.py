@@ -344,6 +344,8 @@ class Bench:
         op = "clone --no-checkout"
         tools: list[tuple[str, str, list[str]]] = [
             ("lazygit", "lazy", ["lazygit", "clone", "-q", "--no-checkout", dumb_url]),
+            ("git clone lazy:: (git-remote-lazy)", "lazy-by-git",
+             ["git", "clone", "-q", "--filter=blob:none", "--no-checkout", f"lazy::{dumb_url}"]),
             ("git partial (smart)", "partial",
              ["git", "clone", "-q", "--filter=blob:none", "--no-checkout", smart_url]),
             ("git full (smart)", "full-smart", ["git", "clone", "-q", "--no-checkout", smart_url]),
