@@ -448,7 +448,7 @@ def test_a_settings_renewal_leaves_a_listing_in_flight_alone(
                 env=NO_LAZY, check=True,
             ).stdout.strip()  # fmt: skip
             daemonclient.request(git_dir, {"op": "fetch", "oids": [head]}, timeout=30)
-            proxy.add(Rule("delay", path=r"info/refs", stall=1.5))
+            proxy.add(Rule("delay", path=r"info/refs", stall=3.0))  # time for the renewal
             with ThreadPoolExecutor(1) as pool:
                 listing = pool.submit(
                     daemonclient.request, git_dir, {"op": "list"}, start=False, timeout=30
