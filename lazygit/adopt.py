@@ -19,10 +19,9 @@ from typing import Any
 
 from lazygit.catalog import Catalog
 from lazygit.clone import normalize_url
-from lazygit.config import Settings
+from lazygit.config import Settings, remote_config
 from lazygit.discovery import RemoteRepo, discover, peeled_oids, refs_reply
 from lazygit.fetch import fetch_metadata
-from lazygit.gitcmd import run_git
 from lazygit.localrepo import LocalRepo
 from lazygit.remote import DumbRemote
 
@@ -86,15 +85,7 @@ def _name_the_promisor_remote(repo: LocalRepo, remote: str | None) -> None:
     """``extensions.partialClone = remote`` if unset and ``remote`` is a lazy:: remote."""
     if not remote:
         return
-    proc = run_git(
-        ["config", "--null", "--get-regexp", r"^(extensions\.partialclone|remote\..*\.url)$"],
-        env={"GIT_DIR": str(repo.git_dir)},
-        check=False,
-    )
-    values = {}
-    for item in proc.stdout.split(b"\0"):
-        key, _, value = item.decode("utf-8", "replace").partition("\n")
-        values[key.lower()] = value
+    values = remote_config(repo.git_dir)
     if "extensions.partialclone" not in values and values.get(
         f"remote.{remote.lower()}.url", ""
     ).startswith("lazy::"):

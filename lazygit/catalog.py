@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from lazygit.config import Settings
+from lazygit.config import Settings, promisor_remote, remote_config
 from lazygit.discovery import ObjectSource, parse_info_packs
 from lazygit.errors import CorruptDataError, HTTPStatusError
 from lazygit.packmeta import ServerPack, bitmap_head_needed, parse_bitmap_types
@@ -276,19 +276,8 @@ class Catalog:
 
 def promisor_url(git_dir: Path) -> str | None:
     """The promisor remote's URL in git config, without ``lazy::`` (None if unset)."""
-    from lazygit.gitcmd import run_git
-
-    proc = run_git(
-        ["config", "--null", "--get-regexp", r"^(extensions\.partialclone|remote\..*\.url)$"],
-        env={"GIT_DIR": str(git_dir)},
-        check=False,
-    )
-    values: dict[str, str] = {}
-    for item in proc.stdout.split(b"\0"):
-        key, _, value = item.decode("utf-8", "replace").partition("\n")
-        values[key.lower()] = value
-    name = values.get("extensions.partialclone") or "origin"
-    url = values.get(f"remote.{name.lower()}.url")
+    values = remote_config(git_dir)
+    url = values.get(f"remote.{promisor_remote(values).lower()}.url")
     if not url:
         return None
     return url[len("lazy::") :] if url.startswith("lazy::") else url

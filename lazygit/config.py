@@ -126,16 +126,43 @@ class Settings:
         return settings
 
 
+def parse_bool(text: str) -> bool:
+    """A git boolean: "true"/"yes"/"on"/"1", or "false"/"no"/"off"/"0" and the empty string
+    (`key =`); a key with no "=" reaches us as "true".  Anything else is a ValueError."""
+    low = text.strip().lower()
+    if low in ("true", "yes", "on", "1"):
+        return True
+    if low in ("false", "no", "off", "0", ""):
+        return False
+    raise ValueError(text)
+
+
+def remote_config(git_dir: str | Path) -> dict[str, str]:
+    """``extensions.partialclone`` and every ``remote.<name>.url`` of the repository's git
+    config, keys lowercased, with one `git config` run."""
+    proc = run_git(
+        ["config", "--null", "--get-regexp", r"^(extensions\.partialclone|remote\..*\.url)$"],
+        env={"GIT_DIR": str(git_dir)},
+        check=False,
+    )
+    values: dict[str, str] = {}
+    for item in proc.stdout.split(b"\0"):
+        key, _, value = item.decode("utf-8", "replace").partition("\n")
+        values[key.lower()] = value
+    return values
+
+
+def promisor_remote(config: dict[str, str]) -> str:
+    """The name of the remote lazygit reads from, in ``remote_config``'s answer: the one
+    ``extensions.partialClone`` names (as `lazygit clone` writes it), else "origin"."""
+    return config.get("extensions.partialclone") or "origin"
+
+
 def _parse(f: dataclasses.Field[object], text: str) -> object:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
     try:
         if kind == "bool":
-            low = text.strip().lower()
-            if low in ("true", "yes", "on", "1"):
-                return True
-            if low in ("false", "no", "off", "0", ""):
-                return False
-            raise ValueError(text)
+            return parse_bool(text)
         if kind == "int":
             return _parse_size(text)
         if kind == "float":

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lazygit.config import Settings
+from lazygit.config import Settings, promisor_remote, remote_config
 from lazygit.errors import DaemonError, HTTPStatusError, LazyGitError
 from lazygit.gitcmd import git_env, run_git
 from lazygit.localrepo import LocalRepo
@@ -302,9 +302,9 @@ def find_clone(path: str | Path = ".") -> Clone | None:
         repo = LocalRepo.find(path)
     except LazyGitError:
         return None
-    remote = _config(repo, "extensions.partialClone") or "origin"
-    url = _config(repo, f"remote.{remote}.url") or ""
-    return Clone(repo, remote, url)
+    values = remote_config(repo.git_dir)
+    remote = promisor_remote(values)
+    return Clone(repo, remote, values.get(f"remote.{remote.lower()}.url", ""))
 
 
 def _config(repo: LocalRepo, key: str) -> str | None:

@@ -173,10 +173,12 @@ class RemoteHelper:
         except LazyGitError:
             return None
 
+    def _catalog(self) -> str:
+        return os.path.join(self.git_dir, daemonclient.STATE_DIR, "catalog.json")
+
     def _adopted(self) -> bool:
         """Whether the repository has a pack catalog (lazygit made it, or adopted it)."""
-        catalog = os.path.join(self.git_dir, daemonclient.STATE_DIR, "catalog.json")
-        return os.path.exists(catalog)
+        return os.path.exists(self._catalog())
 
     def _other_server(self) -> str | None:
         """The URL the clone reads from when this remote is another server (a second lazy::
@@ -187,16 +189,15 @@ class RemoteHelper:
         from lazygit.discovery import redact_url, same_url
 
         try:
-            with open(os.path.join(self.git_dir, daemonclient.STATE_DIR, "catalog.json")) as f:
+            with open(self._catalog()) as f:
                 clone_url = json.load(f)["sources"][0]["url"]
         except (OSError, ValueError, KeyError, IndexError, TypeError):
             return None  # the daemon reports a damaged catalog
         if not self.url or same_url(self.url, clone_url):
             return None
-        from lazygit.gitcmd import run_git
+        from lazygit.config import promisor_remote, remote_config
 
-        proc = run_git(["config", "extensions.partialClone"], cwd=self.git_dir, check=False)
-        if (proc.stdout.decode().strip() or "origin") == self.remote:
+        if promisor_remote(remote_config(self.git_dir)) == self.remote:
             return None
         return redact_url(clone_url)
 

@@ -23,14 +23,14 @@ import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
 from lazygit import credentials
-from lazygit.config import Settings
+from lazygit.config import Settings, parse_bool
 from lazygit.errors import (
     CorruptDataError,
     HTTPStatusError,
@@ -183,7 +183,8 @@ def load_http_config(url: str, git_dir: Path | None = None) -> HttpConfig:
             ):
                 best[name] = (len(sub), value)
     if "sslverify" in best:
-        cfg.ssl_verify = best["sslverify"][1].strip().lower() not in ("false", "no", "off", "0", "")
+        with suppress(ValueError):  # a value git does not read as a boolean: verify
+            cfg.ssl_verify = parse_bool(best["sslverify"][1])
     if best.get("sslcainfo", (0, ""))[1]:
         cfg.ssl_ca_info = os.path.expanduser(best["sslcainfo"][1])
     if best.get("proxy", (0, ""))[1]:
