@@ -19,6 +19,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import TextIO
 
+    from lazygit.adopt import Adopter
+
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -58,6 +60,7 @@ class RemoteHelper:
         self.filter: str | None = None  # `git clone --filter=SPEC`, as git passes it on
         self.cloning = False
         self._git_dir: str | None = None
+        self._adopter: Adopter | None = None  # a server no daemon reads for us (adopt.py)
 
     @property
     def git_dir(self) -> str:
@@ -70,6 +73,13 @@ class RemoteHelper:
         self.out.flush()
 
     def run(self) -> int:
+        try:
+            return self._dialogue()
+        finally:
+            if self._adopter is not None:
+                self._adopter.close()
+
+    def _dialogue(self) -> int:
         while True:
             line = self.inp.readline()
             if not line:
@@ -115,9 +125,7 @@ class RemoteHelper:
         else:
             # `git clone lazy::URL`, `git ls-remote lazy::URL`, a second lazy:: remote: the
             # daemon knows no such server (lazygit.adopt).
-            from lazygit.adopt import list_refs
-
-            reply = list_refs(git_dir, self._url())
+            reply = self._adopting(git_dir).list_refs()
         # Each peeled line right after its tag, as in info/refs: git fetches a new annotated
         # tag only when it sees what the tag points at.
         peeled = {name[:-3]: oid for oid, name in reply["refs"] if name.endswith("^{}")}
@@ -201,6 +209,13 @@ class RemoteHelper:
             return None
         return redact_url(clone_url)
 
+    def _adopting(self, git_dir: str | None) -> Adopter:
+        if self._adopter is None:
+            from lazygit.adopt import Adopter
+
+            self._adopter = Adopter(git_dir, self._url())
+        return self._adopter
+
     def _url(self) -> str:
         if not self.url:
             raise LazyGitError("git-remote-lazy needs the remote's URL (git passes it)")
@@ -221,9 +236,7 @@ class RemoteHelper:
                 f"{self.git_dir} is not a lazygit clone",
                 "make one with lazygit clone URL, or git clone --filter=blob:none lazy::URL",
             )
-        from lazygit.adopt import adopt
-
-        reply = adopt(self.git_dir, self._url(), oids, self.remote)
+        reply = self._adopting(self.git_dir).adopt(oids, self.remote)
         if self.progress:
             self.err.write(
                 daemonclient.describe(reply).replace("fetched", "fetched the commits and trees:")
