@@ -68,6 +68,24 @@ _DIFF_OPTIONS = frozenset(
 TREE_COMMANDS = frozenset({"grep", "checkout", "restore", "archive", "switch", "reset"})
 #: git's global options that take a separate value.
 _GIT_VALUE_OPTIONS = frozenset({"-c", "-C", "--git-dir", "--work-tree", "--namespace"})
+#: Options of the tree commands that take a value (as ``-X VALUE``, ``-XVALUE``,
+#: ``--name VALUE`` or ``--name=VALUE``), from git 2.39's documentation of each command.
+_VALUE_OPTIONS: dict[str, frozenset[str]] = {
+    "grep": frozenset(
+        {"-e", "-f", "-A", "-B", "-C", "-m", "--max-count", "--max-depth", "--threads",
+         "--after-context", "--before-context", "--context"}
+    ),
+    "checkout": frozenset({"-b", "-B", "--orphan", "--conflict", "--pathspec-from-file"}),
+    "switch": frozenset({"-c", "-C", "--create", "--force-create", "--orphan", "--conflict"}),
+    "restore": frozenset({"-s", "--source", "--conflict", "--pathspec-from-file"}),
+    "reset": frozenset({"--pathspec-from-file"}),
+    "archive": frozenset({"-o", "--output", "--format", "--prefix", "--remote", "--exec",
+                          "--add-file", "--add-virtual-file", "--mtime"}),
+}  # fmt: skip
+#: grep's options that give the pattern, so that no argument is the pattern.
+_PATTERN_OPTIONS = frozenset({"-e", "-f"})
+#: Options whose value is a revision (``git restore -s REV``).
+_REVISION_OPTIONS = frozenset({"-s", "--source"})
 
 
 # =========================================================================================
@@ -388,15 +406,46 @@ class Intent:
         return []
 
     def words(self) -> list[str]:
-        """Non-option arguments before ``--`` (revisions, patterns, paths)."""
-        out = []
-        for a in self.args:
+        """Revisions and paths before ``--``: not options, nor their values, nor grep's pattern.
+
+        Options that take a separate value (``-e PATTERN``, ``-C 3``, ``-b NAME``) would
+        otherwise pass for revisions or paths, and a path that matches nothing turns the
+        prefetch of a whole tree into one lazy fetch per file.
+        """
+        takes_value = _VALUE_OPTIONS.get(self.command, frozenset())
+        args = self.args
+        out: list[str] = []
+        pattern_given = False
+        i = 0
+        while i < len(args):
+            a = args[i]
+            i += 1
             if a == "--":
                 break
-            if a.startswith("--source="):
-                out.append(a[9:])
-            elif not a.startswith("-"):
-                out.append(a)
+            if a.startswith("--"):
+                name, eq, value = a.partition("=")
+                if name in takes_value and not eq:
+                    value = args[i] if i < len(args) else ""
+                    i += 1
+            elif a.startswith("-") and len(a) > 1:
+                name = value = ""
+                for j in range(1, len(a)):  # a cluster of short options: -ie PATTERN
+                    if "-" + a[j] in takes_value:
+                        name, value = "-" + a[j], a[j + 1 :]
+                        if not value:
+                            value = args[i] if i < len(args) else ""
+                            i += 1
+                        break
+            else:
+                if not (self.command == "grep" and a in ("(", ")")):
+                    out.append(a)
+                continue
+            if name in _PATTERN_OPTIONS and self.command == "grep":
+                pattern_given = True
+            elif name in _REVISION_OPTIONS and value:
+                out.append(value)
+        if self.command == "grep" and not pattern_given:
+            out = out[1:]
         return out
 
 
@@ -785,8 +834,6 @@ class Predictor:
     ) -> Plan | None:
         """grep REV / checkout REV -- PATH: the rest of REV's tree under the pathspec."""
         words = intent.words()
-        if intent.command == "grep" and words and not {"-e", "-f"} & set(intent.args):
-            words = words[1:]  # the pattern
         listing: TreeListing | None = None
         for word in words[:8]:
             tree = self._rev_tree(word)
@@ -809,6 +856,10 @@ class Predictor:
             if allowed is not None and not allowed(path):
                 continue
             out.append(oid)
+        if want.isdisjoint(out):
+            # The command line was read wrongly (an option unknown here took a value):
+            # the requests themselves will show the tree.
+            return None
         return self._take(out, budget, f"{intent.command} tree")  # (it skips local blobs)
 
     def _rev_tree(self, rev: str) -> str | None:

@@ -80,7 +80,12 @@ def fresh(large: Published, nginx: Nginx, tmp_path: Path, daemons: list[Path]) -
         ("blame", ["blame", "HEAD", "--", HOT]),
         ("log", ["log", "-p", "-300"]),
         ("grep", ["grep", "-c", "fetch", "HEAD"]),
+        # Options with a separate value: before 2026-11-22 the daemon read "-e fetch" as
+        # the path "fetch", prefetched nothing and git fetched 5,103 files one at a time.
+        ("grep", ["grep", "-c", "-e", "fetch", "HEAD"]),
+        ("grep", ["grep", "-c", "-C", "2", "fetch", "HEAD"]),
     ],
+    ids=["blame", "log", "grep", "grep-e", "grep-C"],
 )
 def test_command_needs_few_batches_and_bounded_bytes(
     name: str,
@@ -287,6 +292,24 @@ def test_blame_pattern_needs_two_requests(index: HistoryIndex, large: Published)
     assert set(second.oids) == set(versions[2:])
 
 
+def test_misread_command_line_falls_back_to_the_requests(
+    index: HistoryIndex, large: Published
+) -> None:
+    """An option this module does not know took a value: its value passes for a path that
+    matches none of the blobs git asks for.  The requests then show the tree, as with no
+    command line."""
+    head = git(large.full, "ls-tree", "-r", "HEAD", "--", "src", env=NO_LAZY).text.split("\n")
+    oids = [bytes.fromhex(ln.split()[2]) for ln in head if ln][:3]
+    intent = Intent("grep", ["--unknown-option", "value", "pattern", "HEAD"])
+    p = predictor(large, index, set())
+    assert not p.plan(oids[:1], intent, 1 << 30).oids
+    second = p.plan(oids[1:2], intent, 1 << 30)
+    assert "tree run" in second.reason and oids[2] in second.oids
+    # Read rightly, the first request brings the tree.
+    good = predictor(large, index, set()).plan(oids[:1], Intent("grep", ["x", "HEAD"]), 1 << 30)
+    assert "grep tree" in good.reason and set(oids[1:]) <= set(good.oids)
+
+
 def test_family_of_an_old_version(index: HistoryIndex, large: Published) -> None:
     """A lone old version brings its neighbours, nearest (older first) within the budget;
     a current version brings nothing, nor does a path outside what is allowed."""
@@ -352,6 +375,17 @@ def test_intent_parsing(tmp_path: Path) -> None:
     # str.isdigit() takes digits int() refuses: no count, not a ValueError in the daemon
     assert Intent("log", ["-n\u00b2"]).max_count() is None
     assert Intent("log", ["-\u00b2"]).max_count() is None
+    # Revisions and paths only: not options, their values, or grep's pattern.
+    assert Intent("grep", ["-c", "fetch", "HEAD", "--", "src"]).words() == ["HEAD"]
+    assert Intent("grep", ["-e", "a", "--and", "-e", "b", "v1", "src"]).words() == ["v1", "src"]
+    assert Intent("grep", ["-C", "3", "-ie", "a", "(", "-e", "b", ")", "HEAD"]).words() == ["HEAD"]
+    assert Intent("grep", ["-C3", "--max-depth", "2", "-fpats", "HEAD"]).words() == ["HEAD"]
+    assert Intent("grep", ["--context=2", "a", "HEAD~1"]).words() == ["HEAD~1"]
+    assert Intent("checkout", ["-b", "new", "v1", "--", "src"]).words() == ["v1"]
+    assert Intent("restore", ["-s", "v1", "-W", "src"]).words() == ["v1", "src"]
+    assert Intent("restore", ["--source=v1", "src"]).words() == ["v1", "src"]
+    assert Intent("restore", ["-sv1", "src"]).words() == ["v1", "src"]
+    assert Intent("archive", ["-o", "out.tar", "--prefix", "p/", "HEAD"]).words() == ["HEAD"]
     match = pathspec_matcher(["src/net", "*.md"])
     assert match is not None
     assert match("src/net/a.py") and match("README.md") and not match("src/netx/a.py")
