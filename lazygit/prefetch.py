@@ -71,6 +71,12 @@ _GIT_VALUE_OPTIONS = frozenset({"-c", "-C", "--git-dir", "--work-tree", "--names
 #: Options of the tree commands that take a value (as ``-X VALUE``, ``-XVALUE``,
 #: ``--name VALUE`` or ``--name=VALUE``), from git 2.39's documentation of each command.
 _VALUE_OPTIONS: dict[str, frozenset[str]] = {
+    "log": frozenset(
+        {"-n", "--max-count", "--skip", "--since", "--after", "--until", "--before",
+         "--since-as-filter", "--author", "--committer", "--grep", "--grep-reflog", "-S",
+         "-G", "-O", "-L", "--min-parents", "--max-parents", "--date", "--encoding",
+         "--diff-filter", "--find-object", "--decorate-refs", "--decorate-refs-exclude"}
+    ),
     "grep": frozenset(
         {"-e", "-f", "-A", "-B", "-C", "-m", "--max-count", "--max-depth", "--threads",
          "--after-context", "--before-context", "--context"}
@@ -86,6 +92,7 @@ _VALUE_OPTIONS: dict[str, frozenset[str]] = {
 _PATTERN_OPTIONS = frozenset({"-e", "-f"})
 #: Options whose value is a revision (``git restore -s REV``).
 _REVISION_OPTIONS = frozenset({"-s", "--source"})
+_VALUE_OPTIONS["whatchanged"] = _VALUE_OPTIONS["log"]
 
 
 # =========================================================================================
@@ -278,23 +285,31 @@ class HistoryIndex:
     def paths_of(self, oid: bytes) -> set[str]:
         return {self.paths[pid] for _, pid in self.sites(oid)}
 
-    def changed(self, c: int) -> set[bytes]:
-        """Blobs (both sides) a diff of commit ``c`` against its parent reads."""
+    def changed(self, c: int, paths: Callable[[str], bool] | None = None) -> set[bytes]:
+        """Blobs (both sides) a diff of commit ``c`` against its parent reads (limited to
+        the paths ``paths`` accepts, as ``git log -p -- PATH`` limits it)."""
         out: set[bytes] = set()
-        for _, old, new in _CHANGE.iter_unpack(self._changes[c]):
-            out.add(old)
-            out.add(new)
+        for pid, old, new in _CHANGE.iter_unpack(self._changes[c]):
+            if paths is None or paths(self.paths[pid]):
+                out.add(old)
+                out.add(new)
         out.discard(_NULL)
         return out
 
-    def commit_of_diff(self, oids: set[bytes], is_local: Callable[[bytes], bool]) -> int | None:
-        """The non-merge commit whose diff reads exactly these (missing) blobs, if any."""
+    def commit_of_diff(
+        self,
+        oids: set[bytes],
+        is_local: Callable[[bytes], bool],
+        paths: Callable[[str], bool] | None = None,
+    ) -> int | None:
+        """The non-merge commit whose diff (under ``paths``) reads exactly these (missing)
+        blobs, if any."""
         first = next(iter(oids))
         best: int | None = None
         for c, _ in self.sites(first):
             if self.merge[c] or c == best:
                 continue
-            changed = self.changed(c)
+            changed = self.changed(c, paths)
             exact = oids <= changed and all(o in oids or is_local(o) for o in changed)
             if exact and (best is None or c < best):
                 best = c
@@ -373,6 +388,9 @@ class Intent:
     command: str = ""
     args: list[str] = field(default_factory=list)
     pid: int = 0
+    #: The command's directory in its work tree ("src/" in ``cd src; git grep x HEAD``),
+    #: to which its paths are relative; "" at the top or when unknown (``GIT_PREFIX``).
+    prefix: str = ""
 
     @property
     def is_log(self) -> bool:
@@ -398,6 +416,12 @@ class Intent:
             if a[:1] == "-" and a[1:].isdigit():
                 return _int(a[1:])
         return None
+
+    def matcher(self, specs: Sequence[str]) -> Callable[[str], bool] | None:
+        """:func:`pathspec_matcher` of the command's pathspecs, taken from its directory."""
+        if self.prefix:
+            specs = [s if s.startswith(":") else os.path.normpath(self.prefix + s) for s in specs]
+        return pathspec_matcher(specs)
 
     def pathspec(self) -> list[str]:
         """Arguments after ``--`` (the unambiguous pathspec), if any."""
@@ -503,15 +527,33 @@ def requester_intent(pid: int | None, depth: int = 6) -> Intent:
     """The first git command above ``pid`` that is not the lazy fetch machinery itself."""
     if not pid:
         return Intent()
-    p = pid
+    p = child = pid
     for _ in range(depth):
         if p <= 1:
             break
         sub = git_subcommand(_proc_argv(p))
         if sub is not None and sub[0] not in _FETCHING_COMMANDS:
-            return Intent(sub[0], sub[1], p)
-        p = _proc_parent(p)
+            return Intent(sub[0], sub[1], p, _git_prefix(child) if child != p else "")
+        p, child = _proc_parent(p), p
     return Intent()
+
+
+def _git_prefix(pid: int) -> str:
+    """``GIT_PREFIX`` as process ``pid`` started with.
+
+    git moves to the top of the work tree as it starts and sets ``GIT_PREFIX`` to the
+    directory it was started in ("src/" in ``cd src; git grep x HEAD``), which its paths
+    are relative to.  Its own /proc environ predates that; its child's (the lazy ``git
+    fetch``) holds it."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = f.read()
+    except OSError:
+        return ""
+    for var in env.split(b"\0"):
+        if var.startswith(b"GIT_PREFIX="):
+            return var[11:].decode("utf-8", "surrogateescape")
+    return ""
 
 
 # =========================================================================================
@@ -680,11 +722,15 @@ class Predictor:
                 )
                 if cmd == "blame" or (repeat and cmd not in ("cat-file",)):
                     return self._blame(oid, pid, budget, allowed)
-        # log -p / --stat: exactly one commit's diff.
+        # log -p / --stat: exactly one commit's diff (under the log's paths, if any).
         if cmd != "blame" and cmd not in TREE_COMMANDS:
-            c = ix.commit_of_diff(want, self.is_local)
+            spec = self._log_paths(intent)
+            c = ix.commit_of_diff(want, self.is_local, spec)
+            if c is None and spec is not None:
+                spec = None  # (the paths were misread, or git followed a rename)
+                c = ix.commit_of_diff(want, self.is_local)
             if c is not None and (cmd == "" or intent.is_log):
-                plan = self._log(c, intent, budget, allowed, now)
+                plan = self._log(c, intent, budget, allowed, now, spec)
                 if plan is not None:
                     return plan
         # grep / checkout / cat-file --batch: files of one tree.
@@ -714,6 +760,7 @@ class Predictor:
         budget: int,
         allowed: Callable[[str], bool] | None,
         now: float,
+        spec: Callable[[str], bool] | None,
     ) -> Plan | None:
         ix = self.index
         s = self.log
@@ -736,7 +783,6 @@ class Predictor:
         else:
             window = min(int(s.window * LOG_GROWTH) + 1, LOG_MAX_WINDOW)
         s.window = window
-        spec = pathspec_matcher(intent.pathspec()) if intent.is_log else None
         cands: list[bytes] = []
         taken = 0
         while s.heap and taken < window:
@@ -758,6 +804,20 @@ class Predictor:
                 if new is not None:
                     cands.append(new)
         return self._take(cands, budget, f"log {taken} commits after {ix.commits[c][:12]}")
+
+    def _log_paths(self, intent: Intent) -> Callable[[str], bool] | None:
+        """The paths a log command limits its diffs to: after ``--``, or else its words
+        that are not revisions (``git log -p src``)."""
+        if not intent.is_log:
+            return None
+        if "--" in intent.args:
+            return intent.matcher(intent.pathspec())
+        paths = [
+            w
+            for w in intent.words()
+            if ".." not in w and not w.startswith("^") and self._rev_tree(w) is None
+        ]
+        return intent.matcher(paths)
 
     def _push_parents(self, s: _LogSession, c: int) -> None:
         ix = self.index
@@ -845,10 +905,11 @@ class Predictor:
                 break
         if listing is None:
             return None
-        spec = pathspec_matcher(intent.pathspec())
-        if spec is None:
-            # Words that are not revisions are paths (`git checkout REV PATH`).
-            spec = pathspec_matcher([w for w in words if self._rev_tree(w) is None])
+        specs = intent.pathspec() or [w for w in words if self._rev_tree(w) is None]
+        if not specs and intent.command == "grep":
+            specs = ["."]  # grep searches the directory it runs in
+        # Words that are not revisions are paths (`git checkout REV PATH`).
+        spec = intent.matcher(specs)
         out = []
         for path, oid in zip(listing.paths, listing.oids, strict=True):
             if spec is not None and not spec(path):

@@ -111,6 +111,50 @@ def test_command_needs_few_batches_and_bounded_bytes(
     assert missing_among(fresh, needed) == []
 
 
+@pytest.mark.parametrize(
+    ("where", "args"),
+    [
+        ("", ["log", "-p", "--", HOT]),
+        ("src", ["log", "-p", "--", "core/hot.py"]),
+        ("src", ["log", "--stat", "-40", "core"]),
+    ],
+    ids=["log-path", "log-path-in-subdir", "log-subdir-no-dashes"],
+)
+def test_path_limited_log_needs_few_batches(
+    where: str, args: list[str], fresh: Path, large: Published
+) -> None:
+    """Before 2026-11-22 a log limited to paths took one batch per commit (539 batches and
+    24 s on bench.git): a commit's diff under the paths is not its whole diff, and the
+    paths of a command run in a subdirectory are relative to it (git's GIT_PREFIX)."""
+    (fresh / "src" / "core").mkdir(parents=True)  # (git takes `core` for a path if it exists)
+    out = compare(fresh / where, large.full / where, *args)
+    assert out.stdout.count(b"\ncommit ") >= 30
+    batches = [ln for ln in daemon_log(fresh) if " batch: " in ln]
+    assert len(batches) <= 8, batches
+    assert any(" prefetch: " in ln and "(git log)" in ln for ln in daemon_log(fresh))
+
+
+def test_grep_in_a_subdirectory_prefetches_that_directory(
+    fresh: Path, large: Published, entries: dict[str, tuple[int, str | None]]
+) -> None:
+    """git grep REV run in a subdirectory searches that directory only: the prefetch too.
+    Outside it, only the delta bases of its blobs come along."""
+    listing = git(fresh, "ls-tree", "-r", "HEAD", env=NO_LAZY).text.splitlines()
+    inside = {ln.split()[2] for ln in listing if ln.split("\t")[1].startswith("src/")}
+    outside = {ln.split()[2] for ln in listing} - inside
+    bases: set[str] = set()
+    for oid in inside:
+        while (base := entries.get(oid, (0, None))[1]) is not None:  # (loose: no base)
+            bases.add(base)
+            oid = base
+    (fresh / "src").mkdir()
+    compare(fresh / "src", large.full / "src", "grep", "-c", "fetch", "HEAD")
+    assert len([ln for ln in daemon_log(fresh) if " batch: " in ln]) <= 3
+    assert missing_among(fresh, sorted(inside)) == []
+    fetched = outside - set(missing_among(fresh, sorted(outside)))
+    assert fetched <= bases and len(fetched) < len(outside) / 2
+
+
 def test_cat_file_run_is_recognised_as_a_tree(fresh: Path, large: Published) -> None:
     """cat-file --batch gives no revision to go by: the run of requests shows the tree."""
     listing = git(fresh, "ls-tree", "-r", "v7.0", "--", "src", env=NO_LAZY).text.split("\n")
