@@ -417,6 +417,11 @@ class Intent:
                 return _int(a[1:])
         return None
 
+    def options(self) -> list[str]:
+        """Arguments before ``--`` that start with ``-``."""
+        args = self.args[: self.args.index("--")] if "--" in self.args else self.args
+        return [a for a in args if a.startswith("-")]
+
     def matcher(self, specs: Sequence[str]) -> Callable[[str], bool] | None:
         """:func:`pathspec_matcher` of the command's pathspecs, taken from its directory."""
         if self.prefix:
@@ -624,6 +629,8 @@ class _LogSession:
     window: int = 0
     last: float = 0.0
     intent_pid: int = 0
+    #: ``--reverse``: the newest commit taken so far (git walks toward position 0).
+    newest: int = -1
 
 
 @dataclass
@@ -785,9 +792,9 @@ class Predictor:
         s.window = window
         cands: list[bytes] = []
         taken = 0
-        while s.heap and taken < window:
-            _, nxt = heapq.heappop(s.heap)
-            self._push_parents(s, nxt)
+        for nxt in self._log_order(s, c, "--reverse" in intent.options()):
+            if taken >= window:
+                break
             if ix.merge[nxt]:
                 continue
             changes = ix.changes(nxt)
@@ -804,6 +811,21 @@ class Predictor:
                 if new is not None:
                     cands.append(new)
         return self._take(cands, budget, f"log {taken} commits after {ix.commits[c][:12]}")
+
+    def _log_order(self, s: _LogSession, c: int, reverse: bool) -> Iterator[int]:
+        """The commits a log shows after ``c``: older ones by date along parents, or with
+        ``--reverse`` the newer ones (history index order, newest first, approximates it)."""
+        if not reverse:
+            while s.heap:
+                _, nxt = heapq.heappop(s.heap)
+                self._push_parents(s, nxt)
+                yield nxt
+            return
+        if s.newest < 0:
+            s.newest = c
+        while s.newest > 0:
+            s.newest -= 1
+            yield s.newest
 
     def _log_paths(self, intent: Intent) -> Callable[[str], bool] | None:
         """The paths a log command limits its diffs to: after ``--``, or else its words

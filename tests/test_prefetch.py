@@ -117,15 +117,17 @@ def test_command_needs_few_batches_and_bounded_bytes(
         ("", ["log", "-p", "--", HOT]),
         ("src", ["log", "-p", "--", "core/hot.py"]),
         ("src", ["log", "--stat", "-40", "core"]),
+        ("", ["log", "-p", "--reverse", "-60"]),
     ],
-    ids=["log-path", "log-path-in-subdir", "log-subdir-no-dashes"],
+    ids=["log-path", "log-path-in-subdir", "log-subdir-no-dashes", "log-reverse"],
 )
-def test_path_limited_log_needs_few_batches(
+def test_log_variants_need_few_batches(
     where: str, args: list[str], fresh: Path, large: Published
 ) -> None:
     """Before 2026-11-22 a log limited to paths took one batch per commit (539 batches and
     24 s on bench.git): a commit's diff under the paths is not its whole diff, and the
-    paths of a command run in a subdirectory are relative to it (git's GIT_PREFIX)."""
+    paths of a command run in a subdirectory are relative to it (git's GIT_PREFIX).  So
+    did ``log -p --reverse`` (29 batches for -30): git walks toward newer commits."""
     (fresh / "src" / "core").mkdir(parents=True)  # (git takes `core` for a path if it exists)
     out = compare(fresh / where, large.full / where, *args)
     assert out.stdout.count(b"\ncommit ") >= 30
