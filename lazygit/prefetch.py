@@ -65,6 +65,9 @@ _DIFF_OPTIONS = frozenset(
      "--patch-with-stat", "--patch-with-raw", "--compact-summary", "--word-diff", "--check",
      "--cc", "-c", "-m", "--full-diff"}
 )  # fmt: skip
+#: Commands that show many commits' diffs, as log does, without log's options: a second
+#: request along the walk confirms it (``git show COMMIT`` alone gets nothing more).
+_WALK_COMMANDS = frozenset({"show", "format-patch", "diff-tree"})
 TREE_COMMANDS = frozenset({"grep", "checkout", "restore", "archive", "switch", "reset"})
 #: git's global options that take a separate value.
 _GIT_VALUE_OPTIONS = frozenset({"-c", "-C", "--git-dir", "--work-tree", "--namespace"})
@@ -92,7 +95,8 @@ _VALUE_OPTIONS: dict[str, frozenset[str]] = {
 _PATTERN_OPTIONS = frozenset({"-e", "-f"})
 #: Options whose value is a revision (``git restore -s REV``).
 _REVISION_OPTIONS = frozenset({"-s", "--source"})
-_VALUE_OPTIONS["whatchanged"] = _VALUE_OPTIONS["log"]
+for _cmd in ("whatchanged", "show", "format-patch"):
+    _VALUE_OPTIONS[_cmd] = _VALUE_OPTIONS["log"]
 
 
 # =========================================================================================
@@ -401,6 +405,20 @@ class Intent:
             for a in self.args
         )
 
+    @property
+    def walks(self) -> bool:
+        """Shows the diffs of many commits: a log, format-patch, ``show A..B`` or
+        ``show -N``, ``diff-tree --stdin``."""
+        if self.is_log or self.command == "format-patch":
+            return True
+        if self.command not in _WALK_COMMANDS:
+            return False
+        return (
+            "--stdin" in self.args
+            or (self.max_count() or 0) > 1
+            or any(".." in w for w in self.words())
+        )
+
     def max_count(self) -> int | None:
         """``-N``, ``-n N``, ``--max-count=N`` of a log command."""
         args = self.args
@@ -629,7 +647,11 @@ class _LogSession:
     window: int = 0
     last: float = 0.0
     intent_pid: int = 0
-    #: ``--reverse``: the newest commit taken so far (git walks toward position 0).
+    #: Commits whose diffs git asked for.
+    requested: set[int] = field(default_factory=set)
+    #: git walks toward newer commits (``--reverse``, format-patch).
+    reverse: bool = False
+    #: Then the newest commit taken so far (git walks toward position 0).
     newest: int = -1
 
 
@@ -736,7 +758,7 @@ class Predictor:
             if c is None and spec is not None:
                 spec = None  # (the paths were misread, or git followed a rename)
                 c = ix.commit_of_diff(want, self.is_local)
-            if c is not None and (cmd == "" or intent.is_log):
+            if c is not None and (cmd == "" or intent.is_log or cmd in _WALK_COMMANDS):
                 plan = self._log(c, intent, budget, allowed, now, spec)
                 if plan is not None:
                     return plan
@@ -775,14 +797,21 @@ class Predictor:
         if fresh:
             s = self.log = _LogSession(intent_pid=intent.pid)
         s.last = now
-        confirmed = intent.is_log or s.window > 0 or c in s.seen
+        if not s.reverse and (
+            "--reverse" in intent.options()
+            or intent.command == "format-patch"  # (it writes the oldest patch first)
+            or any(p in s.requested for p in ix.parents[c])  # a child after its parent
+        ):
+            s.reverse = True
+        confirmed = intent.is_log or s.window > 0 or c in s.seen or s.reverse
+        s.requested.add(c)
         if c not in s.seen:
             s.seen.add(c)
             self._push_parents(s, c)
         if not confirmed:
             s.window = -1  # seen one; the next matching request confirms
             return Plan(reason="log (unconfirmed)")
-        hint = intent.max_count() if intent.is_log else None
+        hint = intent.max_count() if intent.walks else None
         if hint is not None and s.window <= 0:
             window = hint
         elif s.window <= 0:
@@ -792,7 +821,7 @@ class Predictor:
         s.window = window
         cands: list[bytes] = []
         taken = 0
-        for nxt in self._log_order(s, c, "--reverse" in intent.options()):
+        for nxt in self._log_order(s, c, s.reverse):
             if taken >= window:
                 break
             if ix.merge[nxt]:
