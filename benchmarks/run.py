@@ -374,6 +374,11 @@ class Bench:
             step = functools.partial(run, [py, "-c", code])
             self.record(f"{FLOOR}{what}", "Python and its imports", measure(both, step))
         pack = max((partial / ".git" / "objects" / "pack").glob("*.pack"), key=os.path.getsize)
+        what = "git index-pack of the commits and trees"
+        self.record(f"{FLOOR}clone", what, measure(both, self.index_pack(pack)))
+
+    def index_pack(self, pack: Path) -> Callable[[], None]:
+        """A step that has `git index-pack --stdin` index ``pack`` into an empty repository."""
         target = self.fresh("index-pack")
         run(["git", "init", "-q", "--bare", str(target)])
 
@@ -383,9 +388,10 @@ class Bench:
                     ["git", "index-pack", "--stdin"], stdin=f, cwd=target, env=GIT_ENV,
                     stdout=subprocess.DEVNULL, check=True,
                 )  # fmt: skip
+            for p in (target / "objects" / "pack").iterdir():
+                p.unlink()  # the next run indexes into an empty repository again
 
-        what = "git index-pack of the commits and trees"
-        self.record(f"{FLOOR}clone", what, measure(both, index))
+        return index
 
     def index_floor(self, both: list[Nginx], full: Path, name: str, blobs: set[str]) -> None:
         """`git index-pack` of the blobs a history command reads, packed as git packs them
@@ -399,19 +405,7 @@ class Bench:
                     input="".join(f"{b}\n" for b in sorted(blobs)).encode(), stdout=out,
                     check=True,
                 )  # fmt: skip
-        target = self.fresh("index-pack")
-        run(["git", "init", "-q", "--bare", str(target)])
-
-        def index() -> None:
-            with pack.open("rb") as f:
-                subprocess.run(
-                    ["git", "index-pack", "--stdin"], stdin=f, cwd=target, env=GIT_ENV,
-                    stdout=subprocess.DEVNULL, check=True,
-                )  # fmt: skip
-            for p in (target / "objects" / "pack").iterdir():
-                p.unlink()
-
-        self.record(f"{FLOOR}{name}", INDEX_BLOBS, measure(both, index))
+        self.record(f"{FLOOR}{name}", INDEX_BLOBS, measure(both, self.index_pack(pack)))
 
     def concurrent(self, both: list[Nginx], dumb_url: str, smart_url: str) -> None:
         """CONCURRENT clones at once: total time and what it costs the server."""
