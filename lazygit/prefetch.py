@@ -800,7 +800,9 @@ class Predictor:
         if not s.reverse and (
             "--reverse" in intent.options()
             or intent.command == "format-patch"  # (it writes the oldest patch first)
-            or any(p in s.requested for p in ix.parents[c])  # a child after its parent
+            # A child after its parent, before a forward walk is confirmed (once it is,
+            # clock skew may show a parent first: that does not turn the walk round).
+            or (s.window <= 0 and any(p in s.requested for p in ix.parents[c]))
         ):
             s.reverse = True
         confirmed = intent.is_log or s.window > 0 or c in s.seen or s.reverse
@@ -859,7 +861,7 @@ class Predictor:
     def _log_paths(self, intent: Intent) -> Callable[[str], bool] | None:
         """The paths a log command limits its diffs to: after ``--``, or else its words
         that are not revisions (``git log -p src``)."""
-        if not intent.is_log:
+        if not intent.walks:
             return None
         if "--" in intent.args:
             return intent.matcher(intent.pathspec())

@@ -120,6 +120,7 @@ def test_command_needs_few_batches_and_bounded_bytes(
         ("", ["log", "-p", "--reverse", "-60"]),
         ("", ["format-patch", "-40", "--stdout"]),
         ("", ["show", "-40", "HEAD"]),
+        ("", ["format-patch", "-40", "--stdout", "--", HOT]),
     ],
     ids=[
         "log-path",
@@ -128,6 +129,7 @@ def test_command_needs_few_batches_and_bounded_bytes(
         "log-reverse",
         "format-patch",
         "show-N",
+        "format-patch-path",
     ],
 )
 def test_log_variants_need_few_batches(
