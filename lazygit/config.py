@@ -6,6 +6,7 @@ One ``git config`` call reads them all.  Standard library only: the daemon and h
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -100,13 +101,10 @@ class Settings:
         proc = run_git(args, cwd=repo, check=False)
         values: dict[str, str] = {}
         if proc.returncode == 0:
-            for item in proc.stdout.split(b"\0"):
-                if not item:
-                    continue
-                key, sep, value = item.decode("utf-8", "replace").partition("\n")
+            for key, value in config_items(proc.stdout):
                 # A key with no "=" has no value, which git reads as true; "key =" is the
                 # empty string, which git reads as false.
-                values[key.split(".", 1)[1].lower()] = value if sep else "true"
+                values[key.split(".", 1)[1].lower()] = "true" if value is None else value
         return cls.from_values(values, **overrides)
 
     @classmethod
@@ -145,11 +143,16 @@ def remote_config(git_dir: str | Path) -> dict[str, str]:
         env={"GIT_DIR": str(git_dir)},
         check=False,
     )
-    values: dict[str, str] = {}
-    for item in proc.stdout.split(b"\0"):
-        key, _, value = item.decode("utf-8", "replace").partition("\n")
-        values[key.lower()] = value
-    return values
+    return {key.lower(): value or "" for key, value in config_items(proc.stdout)}
+
+
+def config_items(raw: bytes) -> Iterator[tuple[str, str | None]]:
+    """(key, value) pairs of ``git config --null`` output; value None for a key written with
+    no "=" (git reads it as true), "" for ``key =``."""
+    for item in raw.split(b"\0"):
+        if item:
+            key, sep, value = item.decode("utf-8", "replace").partition("\n")
+            yield key, value if sep else None
 
 
 def promisor_remote(config: dict[str, str]) -> str:

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from lazygit import credentials
-from lazygit.config import Settings, parse_bool
+from lazygit.config import Settings, config_items, parse_bool
 from lazygit.errors import (
     CorruptDataError,
     HTTPStatusError,
@@ -159,15 +159,12 @@ def load_http_config(url: str, git_dir: Path | None = None) -> HttpConfig:
     cfg = HttpConfig()
     best: dict[str, tuple[int, str]] = {}
     if proc.returncode == 0:
-        for item in proc.stdout.split(b"\0"):
-            if not item:
-                continue
-            key, sep, value = item.decode("utf-8", "replace").partition("\n")
+        for key, given in config_items(proc.stdout):
             rest = key[len("http.") :]
             sub, _, name = rest.rpartition(".")
             name = name.lower()
-            if name == "sslverify" and not sep:
-                value = "true"  # a key with no "=" is true; "key =" is "" (false), as in git
+            # A key with no "=" is true; "key =" is "" (false), as in git.
+            value = given if given is not None else "true" if name == "sslverify" else ""
             if sub and not _url_matches(sub, url):
                 continue
             if name == "extraheader":
