@@ -307,8 +307,10 @@ def find_clone(path: str | Path = ".") -> Clone | None:
     return Clone(repo, remote, values.get(f"remote.{remote.lower()}.url", ""))
 
 
-def _config(repo: LocalRepo, key: str) -> str | None:
-    proc = run_git(["config", "--get", key], cwd=repo.git_dir, check=False)
+def _config(repo: LocalRepo, key: str, kind: str | None = None) -> str | None:
+    """``key``'s value (canonical for a ``kind`` such as "bool", as git reads it)."""
+    typed = [f"--type={kind}"] if kind else []
+    proc = run_git(["config", *typed, "--get", key], cwd=repo.git_dir, check=False)
     return proc.stdout.decode().strip() or None if proc.returncode == 0 else None
 
 
@@ -325,7 +327,7 @@ def check_clone(clone: Clone) -> list[Check]:
     repo = clone.repo
     checks = []
     url = lazy_url(clone)
-    promisor = _config(repo, f"remote.{clone.remote}.promisor") == "true"
+    promisor = _config(repo, f"remote.{clone.remote}.promisor", "bool") == "true"
     partial = _config(repo, "extensions.partialClone")
     if url is None:
         checks.append(

@@ -263,6 +263,8 @@ def test_doctor_takes_either_promisor_setting(lazy: Path, tmp_path: Path):
     shutil.copytree(lazy, clone, symlinks=True)
     git(clone, "config", "--unset", "extensions.partialClone")
     assert checks(run("doctor", "--json", cwd=clone))["clone"]["status"] == "OK"
+    git(clone, "config", "remote.origin.promisor", "yes")  # git's other spellings of true
+    assert checks(run("doctor", "--json", cwd=clone))["clone"]["status"] == "OK"
     git(clone, "config", "--unset", "remote.origin.promisor")
     check = checks(run("doctor", "--json", cwd=clone))["clone"]
     assert check["status"] == "FAIL" and "remote.origin.promisor true" in check["fix"], check
