@@ -13,7 +13,8 @@ the command will need next to the batch being fetched:
   and the git command that needs the blob) tells blame, log, grep and checkout apart at the
   first request; without it, the sequence of requests tells them apart after two;
 - blame -> the older versions of the path; log -p -> the diffs of the next commits in walk
-  order (window growing 1.5x per trigger, or ``-N`` when given); grep/checkout/cat-file ->
+  order (window growing 1.5x per trigger, or ``-N`` when given; in bytes for a log limited
+  to paths); grep/checkout/cat-file ->
   the rest of the tree (restricted by the command's pathspec, or the requests' directory).
 
 Everything a trigger adds is bounded by ``lazygit.prefetchBytes`` (sizes as stored in the
@@ -52,6 +53,10 @@ MAX_CANDIDATE_TREES = 64
 LOG_FIRST_WINDOW = 16
 LOG_GROWTH = 1.5
 LOG_MAX_WINDOW = 4096
+#: A log limited to paths (``git log -p -- FILE``) shows a few blobs a commit: its window
+#: is counted in bytes (as stored in the server pack), from this, doubling per trigger.
+#: A commit window took 7 batches (0.9 s) for the 545 versions (250 KB) of one file.
+LOG_PATH_FIRST_BYTES = 1 << 20
 #: First window of a tree run detected by pattern only, and its growth.
 TREE_FIRST_WINDOW = 64
 TREE_GROWTH = 2.0
@@ -653,6 +658,8 @@ class _LogSession:
     reverse: bool = False
     #: Then the newest commit taken so far (git walks toward position 0).
     newest: int = -1
+    #: The last byte window of a log limited to paths (LOG_PATH_FIRST_BYTES).
+    byte_window: int = 0
 
 
 @dataclass
@@ -821,10 +828,18 @@ class Predictor:
         else:
             window = min(int(s.window * LOG_GROWTH) + 1, LOG_MAX_WINDOW)
         s.window = window
+        byte_window = 0
+        if spec is not None and hint is None:
+            byte_window = s.byte_window = min(
+                2 * s.byte_window or LOG_PATH_FIRST_BYTES, max(budget, 1)
+            )
+            window = LOG_MAX_WINDOW
         cands: list[bytes] = []
         taken = 0
+        wanted = 0  # bytes of the candidates not local yet
+        counted: set[bytes] = set(self._exclude)  # (what git asked for is coming)
         for nxt in self._log_order(s, c, s.reverse):
-            if taken >= window:
+            if taken >= window or (byte_window and wanted >= byte_window):
                 break
             if ix.merge[nxt]:
                 continue
@@ -837,10 +852,13 @@ class Predictor:
             for pid, old, new in changes:
                 if allowed is not None and not allowed(ix.paths[pid]):
                     continue
-                if old is not None:
-                    cands.append(old)
-                if new is not None:
-                    cands.append(new)
+                for oid in (old, new):
+                    if oid is None:
+                        continue
+                    cands.append(oid)
+                    if byte_window and oid not in counted and not self.is_local(oid):
+                        counted.add(oid)  # (a version is the new side, then the old)
+                        wanted += self.size_of(oid) or LOOSE_GUESS
         return self._take(cands, budget, f"log {taken} commits after {ix.commits[c][:12]}")
 
     def _log_order(self, s: _LogSession, c: int, reverse: bool) -> Iterator[int]:

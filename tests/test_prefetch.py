@@ -26,6 +26,7 @@ from prefetch_bench import blobs_read, needed_bytes, pack_entries
 
 from lazygit.prefetch import (
     INDEX_VERSION,
+    LOG_PATH_FIRST_BYTES,
     HistoryIndex,
     Intent,
     Predictor,
@@ -144,7 +145,9 @@ def test_log_variants_need_few_batches(
     out = compare(fresh / where, large.full / where, *args)
     assert out.stdout.count(b"\nFrom " if args[0] == "format-patch" else b"\ncommit ") >= 30
     batches = [ln for ln in daemon_log(fresh) if " batch: " in ln]
-    assert len(batches) <= 8, batches
+    # A log limited to one file counts its window in bytes: the file's whole history (a
+    # commit window of 16, 25, 38... took 7 batches over 545 versions).
+    assert len(batches) <= (2 if args[-1].endswith("hot.py") else 8), batches
     assert any(" prefetch: " in ln and f"(git {args[0]})" in ln for ln in daemon_log(fresh))
 
 
@@ -415,6 +418,25 @@ def test_log_pattern_grows_its_window(index: HistoryIndex, large: Published) -> 
         got |= index.changed(index.pos[c])
     for c in commits[2:16]:
         assert index.changed(index.pos[c]) <= got, c
+
+
+def test_a_log_limited_to_a_path_counts_its_window_in_bytes(
+    index: HistoryIndex, large: Published
+) -> None:
+    """`git log -p -- FILE` shows a few blobs a commit: a window of 16, 25, 38... commits
+    took 7 batches over 545 versions; one of LOG_PATH_FIRST_BYTES brings the file's history
+    at the first request, within the budget."""
+    raw = git(large.full, "log", "--format=", "--raw", "--no-abbrev", "--no-merges", "--", HOT)
+    history = {bytes.fromhex(w) for ln in raw.text.splitlines() for w in ln.split()[2:4]}
+    history.discard(bytes(20))
+    assert len(history) > 16 * 2 and len(history) * 1000 < LOG_PATH_FIRST_BYTES
+    newest = git(large.full, "rev-list", "--no-merges", "-1", "HEAD", "--", HOT).text.strip()
+    asked = index.changed(index.pos[newest], lambda path: path == HOT)
+    log = Intent("log", ["-p", "--", HOT])
+    plan = predictor(large, index, set()).plan(sorted(asked), log, 1 << 30)
+    assert set(plan.oids) == history - asked, plan.reason
+    small = predictor(large, index, set()).plan(sorted(asked), log, 20_000)
+    assert len(small.oids) == 20 and small.bytes == 20_000
 
 
 def test_budget_bounds_a_trigger(index: HistoryIndex, large: Published) -> None:
