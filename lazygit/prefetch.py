@@ -53,9 +53,10 @@ MAX_CANDIDATE_TREES = 64
 LOG_FIRST_WINDOW = 16
 LOG_GROWTH = 1.5
 LOG_MAX_WINDOW = 4096
-#: A log limited to paths (``git log -p -- FILE``) shows a few blobs a commit: its window
-#: is counted in bytes (as stored in the server pack), from this, doubling per trigger.
-#: A commit window took 7 batches (0.9 s) for the 545 versions (250 KB) of one file.
+#: A log limited to paths (``git log -p -- FILE``) shows a few blobs a commit, and one
+#: searching diffs (``-S``, ``-G``) walks an unknown number of commits: their windows are
+#: counted in bytes (as stored in the server pack), from this, doubling per trigger.  A
+#: commit window took 7 batches (0.9 s) for the 545 versions (250 KB) of one file.
 LOG_PATH_FIRST_BYTES = 1 << 20
 #: First window of a tree run detected by pattern only, and its growth.
 TREE_FIRST_WINDOW = 64
@@ -423,6 +424,12 @@ class Intent:
             or (self.max_count() or 0) > 1
             or any(".." in w for w in self.words())
         )
+
+    @property
+    def searches_diffs(self) -> bool:
+        """``-S``/``-G`` (pickaxe): git reads the diff of every commit it walks, and ``-N``
+        counts only the commits that match."""
+        return any(a.startswith(("-S", "-G")) for a in self.options())
 
     def max_count(self) -> int | None:
         """``-N``, ``-n N``, ``--max-count=N`` of a log command."""
@@ -820,7 +827,8 @@ class Predictor:
         if not confirmed:
             s.window = -1  # seen one; the next matching request confirms
             return Plan(reason="log (unconfirmed)")
-        hint = intent.max_count() if intent.walks else None
+        searching = intent.searches_diffs
+        hint = intent.max_count() if intent.walks and not searching else None
         if hint is not None and s.window <= 0:
             window = hint
         elif s.window <= 0:
@@ -829,7 +837,7 @@ class Predictor:
             window = min(int(s.window * LOG_GROWTH) + 1, LOG_MAX_WINDOW)
         s.window = window
         byte_window = 0
-        if spec is not None and hint is None:
+        if (spec is not None or searching) and hint is None:
             byte_window = s.byte_window = min(
                 2 * s.byte_window or LOG_PATH_FIRST_BYTES, max(budget, 1)
             )

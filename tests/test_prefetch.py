@@ -437,6 +437,13 @@ def test_a_log_limited_to_a_path_counts_its_window_in_bytes(
     assert set(plan.oids) == history - asked, plan.reason
     small = predictor(large, index, set()).plan(sorted(asked), log, 20_000)
     assert len(small.oids) == 20 and small.bytes == 20_000
+    # A pickaxe reads the diff of every commit it walks, however few match its -N.
+    head = git(large.full, "rev-list", "--no-merges", "-1", "HEAD").text.strip()
+    pickaxe = Intent("log", ["-S", "needle", "-3", "--oneline"])
+    plan = predictor(large, index, set()).plan(
+        sorted(index.changed(index.pos[head])), pickaxe, 1 << 30
+    )
+    assert int(plan.reason.split()[1]) > 3 and plan.bytes >= LOG_PATH_FIRST_BYTES, plan.reason
 
 
 def test_budget_bounds_a_trigger(index: HistoryIndex, large: Published) -> None:
@@ -458,6 +465,10 @@ def test_intent_parsing(tmp_path: Path) -> None:
     assert log.is_log and log.max_count() == 300 and log.pathspec() == ["src"]
     assert Intent("log", ["--oneline"]).is_log is False
     assert Intent("log", ["-n", "5", "--stat"]).max_count() == 5
+    # -N counts the commits a pickaxe matches, not those whose diffs git reads
+    assert Intent("log", ["-Sneedle", "-5"]).searches_diffs
+    assert Intent("log", ["-G", "x.*y", "-p"]).searches_diffs
+    assert not Intent("log", ["-p", "--", "-Sfile"]).searches_diffs
     # str.isdigit() takes digits int() refuses: no count, not a ValueError in the daemon
     assert Intent("log", ["-n\u00b2"]).max_count() is None
     assert Intent("log", ["-\u00b2"]).max_count() is None
