@@ -816,7 +816,11 @@ _GIT_REPO_ENV = (
 
 def _heavy(intent: Intent) -> bool:
     """Commands that read many blobs one at a time: worth waiting for the history index."""
-    return intent.command in ("blame", "grep", "checkout", "restore", "archive") or intent.walks
+    return (
+        intent.is_blame
+        or intent.command in ("grep", "checkout", "restore", "archive")
+        or intent.walks
+    )
 
 
 def _parse_oids(hex_oids: Any) -> list[bytes]:

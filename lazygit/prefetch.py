@@ -403,6 +403,11 @@ class Intent:
     prefix: str = ""
 
     @property
+    def is_blame(self) -> bool:
+        """``git blame`` or its other name, ``git annotate``: one version at a time."""
+        return self.command in ("blame", "annotate")
+
+    @property
     def is_log(self) -> bool:
         if self.command not in _LOG_COMMANDS:
             return False
@@ -667,6 +672,9 @@ class _LogSession:
     newest: int = -1
     #: The last byte window of a log limited to paths (LOG_PATH_FIRST_BYTES).
     byte_window: int = 0
+    #: ``--first-parent``: git walks first parents and shows a merge's diff against its first
+    #: parent (git 2.39: ``--diff-merges=first-parent`` comes with it).
+    first_parent: bool = False
 
 
 @dataclass
@@ -763,10 +771,10 @@ class Predictor:
                     and prev[1] == pid
                     and prev[2] != oid
                 )
-                if cmd == "blame" or (repeat and cmd not in ("cat-file",)):
+                if intent.is_blame or (repeat and cmd not in ("cat-file",)):
                     return self._blame(oid, pid, budget, allowed)
         # log -p / --stat: exactly one commit's diff (under the log's paths, if any).
-        if cmd != "blame" and cmd not in TREE_COMMANDS:
+        if not intent.is_blame and cmd not in TREE_COMMANDS:
             spec = self._log_paths(intent)
             c = ix.commit_of_diff(want, self.is_local, spec)
             if c is None and spec is not None:
@@ -777,7 +785,7 @@ class Predictor:
                 if plan is not None:
                     return plan
         # grep / checkout / cat-file --batch: files of one tree.
-        if len(want) <= 4 and cmd != "blame" and not intent.is_log:
+        if len(want) <= 4 and not intent.is_blame and not intent.is_log:
             return self._tree(want, intent, budget, allowed_tree, now)
         return Plan()
 
@@ -809,7 +817,9 @@ class Predictor:
         s = self.log
         fresh = now - s.last > PATTERN_SECONDS or (intent.pid and intent.pid != s.intent_pid)
         if fresh:
-            s = self.log = _LogSession(intent_pid=intent.pid)
+            s = self.log = _LogSession(
+                intent_pid=intent.pid, first_parent="--first-parent" in intent.options()
+            )
         s.last = now
         if not s.reverse and (
             "--reverse" in intent.options()
@@ -849,9 +859,9 @@ class Predictor:
         for nxt in self._log_order(s, c, s.reverse):
             if taken >= window or (byte_window and wanted >= byte_window):
                 break
-            if ix.merge[nxt]:
+            if ix.merge[nxt] and not s.first_parent:
                 continue
-            changes = ix.changes(nxt)
+            changes = self._merge_changes(nxt) if ix.merge[nxt] else ix.changes(nxt)
             if spec is not None:
                 changes = [ch for ch in changes if spec(ix.paths[ch[0]])]
                 if not changes:
@@ -902,12 +912,33 @@ class Predictor:
         ix = self.index
         stack = [c]
         while stack:
-            for p in ix.parents[stack.pop()]:
+            parents = ix.parents[stack.pop()]
+            for p in parents[:1] if s.first_parent else parents:
                 if p not in s.seen:
                     s.seen.add(p)
                     heapq.heappush(s.heap, (-ix.dates[p], p))
-                    if ix.merge[p]:
+                    if ix.merge[p] and not s.first_parent:
                         stack.append(p)  # a merge shows no diff: its parents come next
+
+    def _merge_changes(self, c: int) -> list[tuple[int, bytes | None, bytes | None]]:
+        """Merge ``c``'s changes against its first parent (the index holds none for merges),
+        from its local trees."""
+        commit = self.index.commits[c]
+        proc = run_git(
+            ["diff-tree", "-r", "-z", "--no-commit-id", "--no-renames", f"{commit}^", commit],
+            env={"GIT_DIR": str(self.git_dir)},
+            check=False,
+        )
+        out: list[tuple[int, bytes | None, bytes | None]] = []
+        fields = proc.stdout.split(b"\0") if proc.returncode == 0 else []
+        for meta, path in zip(fields[::2], fields[1::2], strict=False):  # (a last "")
+            parts = meta.split()
+            pid = self.index.path_id.get(path.decode("utf-8", "surrogateescape"))
+            if len(parts) < 5 or pid is None or any(m.endswith(b"160000") for m in parts[:2]):
+                continue  # (a path the index does not know, or a submodule)
+            old, new = (None if set(h) == {48} else bytes.fromhex(h.decode()) for h in parts[2:4])
+            out.append((pid, old, new))
+        return out
 
     # -- trees ----------------------------------------------------------------------------
     def _tree(

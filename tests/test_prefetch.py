@@ -122,6 +122,7 @@ def test_command_needs_few_batches_and_bounded_bytes(
         ("", ["format-patch", "-40", "--stdout"]),
         ("", ["show", "-40", "HEAD"]),
         ("", ["format-patch", "-40", "--stdout", "--", HOT]),
+        ("", ["log", "-p", "--first-parent", "-40"]),
     ],
     ids=[
         "log-path",
@@ -131,6 +132,7 @@ def test_command_needs_few_batches_and_bounded_bytes(
         "format-patch",
         "show-N",
         "format-patch-path",
+        "log-first-parent",
     ],
 )
 def test_log_variants_need_few_batches(
@@ -146,8 +148,14 @@ def test_log_variants_need_few_batches(
     assert out.stdout.count(b"\nFrom " if args[0] == "format-patch" else b"\ncommit ") >= 30
     batches = [ln for ln in daemon_log(fresh) if " batch: " in ln]
     # A log limited to one file counts its window in bytes: the file's whole history (a
-    # commit window of 16, 25, 38... took 7 batches over 545 versions).
-    assert len(batches) <= (2 if args[-1].endswith("hot.py") else 8), batches
+    # commit window of 16, 25, 38... took 7 batches over 545 versions).  --first-parent
+    # walks first parents only and shows merges' diffs (a window along every parent took 3).
+    few = args[-1].endswith("hot.py") or "--first-parent" in args
+    assert len(batches) <= (2 if few else 8), batches
+    if "--first-parent" in args:
+        parents = git(large.full, "log", "--first-parent", "-40", "--format=%p").text
+        assert any(" " in ln for ln in parents.splitlines()), "no merge in the 40 commits"
+        assert len(batches) == 1, batches
     assert any(" prefetch: " in ln and f"(git {args[0]})" in ln for ln in daemon_log(fresh))
 
 
@@ -444,6 +452,17 @@ def test_a_log_limited_to_a_path_counts_its_window_in_bytes(
         sorted(index.changed(index.pos[head])), pickaxe, 1 << 30
     )
     assert int(plan.reason.split()[1]) > 3 and plan.bytes >= LOG_PATH_FIRST_BYTES, plan.reason
+
+
+def test_annotate_is_blame(index: HistoryIndex, large: Published) -> None:
+    """`git annotate` is blame under another name: its first request brings the older
+    versions (before 2026-11-22 only a second request for the path did)."""
+    versions = list(dict.fromkeys(v for _, v in index.versions(index.path_id[HOT])))
+    for command in ("blame", "annotate"):
+        plan = predictor(large, index, set()).plan(
+            [versions[0]], Intent(command, ["HEAD", "--", HOT]), 1 << 30
+        )
+        assert set(plan.oids) == set(versions[1:]), (command, plan.reason)
 
 
 def test_budget_bounds_a_trigger(index: HistoryIndex, large: Published) -> None:
