@@ -513,6 +513,35 @@ class Intent:
         return out
 
 
+def _merge_diffs(command: str, options: Sequence[str]) -> str:
+    """Which diffs of merges a walk shows (git 2.39): "first" (against the first parent:
+    ``--first-parent``, and a diffstat), "each" (against each parent: ``-m``), "combined"
+    (``-c``, ``--cc``, and ``show``'s default; "combined+first" with a diffstat too), or ""
+    (log's default)."""
+    mode = "combined" if command == "show" else ""
+    for a in options:
+        value = a[14:] if a.startswith("--diff-merges=") else None
+        if a == "--no-diff-merges" or value in ("off", "none"):
+            return ""
+        if a == "--first-parent" or value in ("first-parent", "1"):
+            mode = "first"
+        elif a == "-m" or value in ("on", "m", "separate"):
+            mode = "each"
+        elif a in ("-c", "--cc", "--combined-all-paths") or value in (
+            "c", "combined", "cc", "dense-combined"
+        ):  # fmt: skip
+            mode = "combined"
+    if mode == "combined" and any(a.startswith(_STAT_OPTIONS) for a in options):
+        # A merge's diffstat is against its first parent; the patch, if any, is combined.
+        patch = any(a in ("-p", "-u", "--patch", "-c", "--cc") for a in options)
+        mode = "combined+first" if patch else "first"
+    return mode
+
+
+#: Diff options that print a diffstat.
+_STAT_OPTIONS = ("--stat", "--numstat", "--shortstat", "--dirstat", "--patch-with-stat")
+
+
 def _int(text: str) -> int | None:
     try:
         return int(text)
@@ -672,9 +701,10 @@ class _LogSession:
     newest: int = -1
     #: The last byte window of a log limited to paths (LOG_PATH_FIRST_BYTES).
     byte_window: int = 0
-    #: ``--first-parent``: git walks first parents and shows a merge's diff against its first
-    #: parent (git 2.39: ``--diff-merges=first-parent`` comes with it).
+    #: ``--first-parent``: git walks first parents only.
     first_parent: bool = False
+    #: Which diffs of merges git shows (``_merge_diffs``); "" for none.
+    merge_diffs: str = ""
 
 
 @dataclass
@@ -817,8 +847,11 @@ class Predictor:
         s = self.log
         fresh = now - s.last > PATTERN_SECONDS or (intent.pid and intent.pid != s.intent_pid)
         if fresh:
+            options = intent.options()
             s = self.log = _LogSession(
-                intent_pid=intent.pid, first_parent="--first-parent" in intent.options()
+                intent_pid=intent.pid,
+                first_parent="--first-parent" in options,
+                merge_diffs=_merge_diffs(intent.command, options),
             )
         s.last = now
         if not s.reverse and (
@@ -829,7 +862,7 @@ class Predictor:
             or (s.window <= 0 and any(p in s.requested for p in ix.parents[c]))
         ):
             s.reverse = True
-        confirmed = intent.is_log or s.window > 0 or c in s.seen or s.reverse
+        confirmed = intent.walks or s.window > 0 or c in s.seen or s.reverse
         s.requested.add(c)
         if c not in s.seen:
             s.seen.add(c)
@@ -859,9 +892,9 @@ class Predictor:
         for nxt in self._log_order(s, c, s.reverse):
             if taken >= window or (byte_window and wanted >= byte_window):
                 break
-            if ix.merge[nxt] and not s.first_parent:
+            if ix.merge[nxt] and not s.merge_diffs:
                 continue
-            changes = self._merge_changes(nxt) if ix.merge[nxt] else ix.changes(nxt)
+            changes = self._merge_changes(nxt, s.merge_diffs) if ix.merge[nxt] else ix.changes(nxt)
             if spec is not None:
                 changes = [ch for ch in changes if spec(ix.paths[ch[0]])]
                 if not changes:
@@ -917,19 +950,29 @@ class Predictor:
                 if p not in s.seen:
                     s.seen.add(p)
                     heapq.heappush(s.heap, (-ix.dates[p], p))
-                    if ix.merge[p] and not s.first_parent:
+                    if ix.merge[p] and not s.merge_diffs:
                         stack.append(p)  # a merge shows no diff: its parents come next
 
-    def _merge_changes(self, c: int) -> list[tuple[int, bytes | None, bytes | None]]:
-        """Merge ``c``'s changes against its first parent (the index holds none for merges),
-        from its local trees."""
-        commit = self.index.commits[c]
+    def _merge_changes(self, c: int, mode: str) -> list[tuple[int, bytes | None, bytes | None]]:
+        """The changes a merge's diff reads (``_merge_diffs``), from its local trees: the
+        index holds none for merges.  A combined diff shows the paths that differ from every
+        parent."""
+        parents = self.index.parents[c][:1] if mode == "first" else self.index.parents[c]
+        diffs = [self._diff_tree(self.index.commits[p], self.index.commits[c]) for p in parents]
+        if mode.startswith("combined"):
+            common = set.intersection(*(set(d) for d in diffs)) if diffs else set()
+            keep = [{pid: d[pid] for pid in common} for d in diffs]
+            diffs = keep + diffs[:1] if mode == "combined+first" else keep
+        return [(pid, old, new) for d in diffs for pid, (old, new) in d.items()]
+
+    def _diff_tree(self, a: str, b: str) -> dict[int, tuple[bytes | None, bytes | None]]:
+        """{path id: (old blob, new blob)} of ``git diff-tree -r a b``."""
         proc = run_git(
-            ["diff-tree", "-r", "-z", "--no-commit-id", "--no-renames", f"{commit}^", commit],
+            ["diff-tree", "-r", "-z", "--no-renames", a, b],
             env={"GIT_DIR": str(self.git_dir)},
             check=False,
         )
-        out: list[tuple[int, bytes | None, bytes | None]] = []
+        out: dict[int, tuple[bytes | None, bytes | None]] = {}
         fields = proc.stdout.split(b"\0") if proc.returncode == 0 else []
         for meta, path in zip(fields[::2], fields[1::2], strict=False):  # (a last "")
             parts = meta.split()
@@ -937,7 +980,7 @@ class Predictor:
             if len(parts) < 5 or pid is None or any(m.endswith(b"160000") for m in parts[:2]):
                 continue  # (a path the index does not know, or a submodule)
             old, new = (None if set(h) == {48} else bytes.fromhex(h.decode()) for h in parts[2:4])
-            out.append((pid, old, new))
+            out[pid] = (old, new)
         return out
 
     # -- trees ----------------------------------------------------------------------------

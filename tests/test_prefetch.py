@@ -30,6 +30,7 @@ from lazygit.prefetch import (
     HistoryIndex,
     Intent,
     Predictor,
+    _merge_diffs,
     git_subcommand,
     pathspec_matcher,
     requester_intent,
@@ -123,6 +124,7 @@ def test_command_needs_few_batches_and_bounded_bytes(
         ("", ["show", "-40", "HEAD"]),
         ("", ["format-patch", "-40", "--stdout", "--", HOT]),
         ("", ["log", "-p", "--first-parent", "-40"]),
+        ("", ["show", "--stat", "-40"]),
     ],
     ids=[
         "log-path",
@@ -133,6 +135,7 @@ def test_command_needs_few_batches_and_bounded_bytes(
         "show-N",
         "format-patch-path",
         "log-first-parent",
+        "show-stat-N",
     ],
 )
 def test_log_variants_need_few_batches(
@@ -149,8 +152,9 @@ def test_log_variants_need_few_batches(
     batches = [ln for ln in daemon_log(fresh) if " batch: " in ln]
     # A log limited to one file counts its window in bytes: the file's whole history (a
     # commit window of 16, 25, 38... took 7 batches over 545 versions).  --first-parent
-    # walks first parents only and shows merges' diffs (a window along every parent took 3).
-    few = args[-1].endswith("hot.py") or "--first-parent" in args
+    # walks first parents only and shows merges' diffs (a window along every parent took 3);
+    # show --stat shows merges' diffstats against their first parents (they took 2 more).
+    few = args[-1].endswith("hot.py") or "--first-parent" in args or "--stat" in args
     assert len(batches) <= (2 if few else 8), batches
     if "--first-parent" in args:
         parents = git(large.full, "log", "--first-parent", "-40", "--format=%p").text
@@ -471,6 +475,18 @@ def test_budget_bounds_a_trigger(index: HistoryIndex, large: Published) -> None:
     p.plan([versions[0]], Intent(), 10_000)
     plan = p.plan([versions[1]], Intent(), 10_000)
     assert len(plan.oids) == 10 and plan.bytes == 10_000
+
+
+def test_which_merge_diffs_a_walk_shows() -> None:
+    assert _merge_diffs("log", ["-p"]) == ""
+    assert _merge_diffs("log", ["-p", "--first-parent"]) == "first"
+    assert _merge_diffs("log", ["-p", "--diff-merges=first-parent"]) == "first"
+    assert _merge_diffs("log", ["-p", "-m"]) == "each"
+    assert _merge_diffs("log", ["--cc"]) == "combined"
+    assert _merge_diffs("show", ["-30"]) == "combined"
+    assert _merge_diffs("show", ["--stat", "-30"]) == "first"
+    assert _merge_diffs("show", ["-p", "--stat"]) == "combined+first"
+    assert _merge_diffs("show", ["--diff-merges=off", "-3"]) == ""
 
 
 def test_intent_parsing(tmp_path: Path) -> None:
