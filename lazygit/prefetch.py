@@ -542,6 +542,31 @@ def _merge_diffs(command: str, options: Sequence[str]) -> str:
 _STAT_OPTIONS = ("--stat", "--numstat", "--shortstat", "--dirstat", "--patch-with-stat")
 
 
+def _split_diffs(
+    out: bytes, path_id: dict[str, int]
+) -> list[dict[int, tuple[bytes | None, bytes | None]]]:
+    """``git diff-tree --stdin --always -r -z`` output -> one {path id: (old, new blob)} per
+    input line (each diff starts with its commit's id; paths unknown to the index and
+    submodules are left out)."""
+    diffs: list[dict[int, tuple[bytes | None, bytes | None]]] = []
+    fields = iter(out.split(b"\0"))
+    for meta in fields:
+        if not meta.startswith(b":"):
+            if meta:
+                diffs.append({})  # the next diff's header: its commit id
+            continue
+        path = next(fields, b"")
+        parts = meta.split()
+        pid = path_id.get(path.decode("utf-8", "surrogateescape"))
+        if not diffs or len(parts) < 5 or pid is None:
+            continue
+        if any(m.endswith(b"160000") for m in parts[:2]):
+            continue
+        old, new = (None if set(h) == {48} else bytes.fromhex(h.decode()) for h in parts[2:4])
+        diffs[-1][pid] = (old, new)
+    return diffs
+
+
 def _int(text: str) -> int | None:
     try:
         return int(text)
@@ -889,17 +914,10 @@ class Predictor:
         taken = 0
         wanted = 0  # bytes of the candidates not local yet
         counted: set[bytes] = set(self._exclude)  # (what git asked for is coming)
-        for nxt in self._log_order(s, c, s.reverse):
-            if taken >= window or (byte_window and wanted >= byte_window):
-                break
-            if ix.merge[nxt] and not s.merge_diffs:
-                continue
-            changes = self._merge_changes(nxt, s.merge_diffs) if ix.merge[nxt] else ix.changes(nxt)
-            if spec is not None:
-                changes = [ch for ch in changes if spec(ix.paths[ch[0]])]
-                if not changes:
-                    continue  # `git log -- PATH` skips this commit
-            taken += 1
+        merges: list[int] = []  # shown with diffs: worked out at the end, in one git run
+
+        def add(changes: Iterable[tuple[int, bytes | None, bytes | None]]) -> None:
+            nonlocal wanted
             for pid, old, new in changes:
                 if allowed is not None and not allowed(ix.paths[pid]):
                     continue
@@ -910,6 +928,25 @@ class Predictor:
                     if byte_window and oid not in counted and not self.is_local(oid):
                         counted.add(oid)  # (a version is the new side, then the old)
                         wanted += self.size_of(oid) or LOOSE_GUESS
+
+        for nxt in self._log_order(s, c, s.reverse):
+            if taken >= window or (byte_window and wanted >= byte_window):
+                break
+            if ix.merge[nxt]:
+                if s.merge_diffs:
+                    merges.append(nxt)
+                    taken += 1
+                continue
+            changes = ix.changes(nxt)
+            if spec is not None:
+                changes = [ch for ch in changes if spec(ix.paths[ch[0]])]
+                if not changes:
+                    continue  # `git log -- PATH` skips this commit
+            taken += 1
+            add(changes)
+        if merges:
+            changes = self._merge_changes(merges, s.merge_diffs)
+            add(ch for ch in changes if spec is None or spec(ix.paths[ch[0]]))
         return self._take(cands, budget, f"log {taken} commits after {ix.commits[c][:12]}")
 
     def _log_order(self, s: _LogSession, c: int, reverse: bool) -> Iterator[int]:
@@ -953,34 +990,34 @@ class Predictor:
                     if ix.merge[p] and not s.merge_diffs:
                         stack.append(p)  # a merge shows no diff: its parents come next
 
-    def _merge_changes(self, c: int, mode: str) -> list[tuple[int, bytes | None, bytes | None]]:
-        """The changes a merge's diff reads (``_merge_diffs``), from its local trees: the
-        index holds none for merges.  A combined diff shows the paths that differ from every
-        parent."""
-        parents = self.index.parents[c][:1] if mode == "first" else self.index.parents[c]
-        diffs = [self._diff_tree(self.index.commits[p], self.index.commits[c]) for p in parents]
-        if mode.startswith("combined"):
-            common = set.intersection(*(set(d) for d in diffs)) if diffs else set()
-            keep = [{pid: d[pid] for pid in common} for d in diffs]
-            diffs = keep + diffs[:1] if mode == "combined+first" else keep
-        return [(pid, old, new) for d in diffs for pid, (old, new) in d.items()]
-
-    def _diff_tree(self, a: str, b: str) -> dict[int, tuple[bytes | None, bytes | None]]:
-        """{path id: (old blob, new blob)} of ``git diff-tree -r a b``."""
+    def _merge_changes(
+        self, merges: list[int], mode: str
+    ) -> list[tuple[int, bytes | None, bytes | None]]:
+        """The changes the diffs of ``merges`` read (``_merge_diffs``), from their local
+        trees (the index holds none for merges), with one ``git diff-tree --stdin``.  A
+        combined diff shows the paths that differ from every parent."""
+        ix = self.index
+        pairs = [(m, p) for m in merges for p in ix.parents[m][: 1 if mode == "first" else None]]
+        lines = "".join(f"{ix.commits[m]} {ix.commits[p]}\n" for m, p in pairs)
         proc = run_git(
-            ["diff-tree", "-r", "-z", "--no-renames", a, b],
+            ["diff-tree", "--stdin", "--always", "-r", "-z", "--no-renames"],
+            input=lines.encode(),
             env={"GIT_DIR": str(self.git_dir)},
             check=False,
         )
-        out: dict[int, tuple[bytes | None, bytes | None]] = {}
-        fields = proc.stdout.split(b"\0") if proc.returncode == 0 else []
-        for meta, path in zip(fields[::2], fields[1::2], strict=False):  # (a last "")
-            parts = meta.split()
-            pid = self.index.path_id.get(path.decode("utf-8", "surrogateescape"))
-            if len(parts) < 5 or pid is None or any(m.endswith(b"160000") for m in parts[:2]):
-                continue  # (a path the index does not know, or a submodule)
-            old, new = (None if set(h) == {48} else bytes.fromhex(h.decode()) for h in parts[2:4])
-            out[pid] = (old, new)
+        diffs = _split_diffs(proc.stdout if proc.returncode == 0 else b"", ix.path_id)
+        if len(diffs) != len(pairs):
+            return []  # (a merge whose trees are not local: git fetches what it shows)
+        out: list[tuple[int, bytes | None, bytes | None]] = []
+        at = 0
+        for m in merges:
+            n = 1 if mode == "first" else len(ix.parents[m])
+            own, at = diffs[at : at + n], at + n
+            if mode.startswith("combined"):
+                common = set.intersection(*(set(d) for d in own)) if own else set()
+                keep = [{pid: d[pid] for pid in common} for d in own]
+                own = keep + own[:1] if mode == "combined+first" else keep
+            out += ((pid, old, new) for d in own for pid, (old, new) in d.items())
         return out
 
     # -- trees ----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from lazygit.prefetch import (
     Intent,
     Predictor,
     _merge_diffs,
+    _split_diffs,
     git_subcommand,
     pathspec_matcher,
     requester_intent,
@@ -487,6 +488,23 @@ def test_which_merge_diffs_a_walk_shows() -> None:
     assert _merge_diffs("show", ["--stat", "-30"]) == "first"
     assert _merge_diffs("show", ["-p", "--stat"]) == "combined+first"
     assert _merge_diffs("show", ["--diff-merges=off", "-3"]) == ""
+
+
+def test_split_diffs_keeps_one_diff_per_line() -> None:
+    """`git diff-tree --stdin --always -z`: an empty diff still counts, and a path that
+    looks like a commit id is a path (it follows a record)."""
+    a, b, m = "a" * 40, "b" * 40, "c" * 40
+    hexpath = "d" * 40
+    out = (
+        f"{m}\0{m}\0:100644 100644 {a} {b} M\0src/x.py\0"
+        f":000000 100644 {'0' * 40} {a} A\0{hexpath}\0"
+        f":160000 160000 {a} {b} M\0sub\0"
+    ).encode()
+    ids = {"src/x.py": 1, hexpath: 2, "sub": 3}
+    assert _split_diffs(out, ids) == [
+        {},
+        {1: (bytes.fromhex(a), bytes.fromhex(b)), 2: (None, bytes.fromhex(a))},
+    ]
 
 
 def test_intent_parsing(tmp_path: Path) -> None:
