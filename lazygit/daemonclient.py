@@ -285,21 +285,19 @@ def _exit_status(pid: int | None) -> int | None:
     return os.waitstatus_to_exitcode(status) if done else None
 
 
-def request(
-    git_dir: str | os.PathLike[str],
-    message: dict[str, Any],
-    *,
-    start: bool = True,
-    timeout: float | None = None,
-) -> dict[str, Any]:
-    """Send one request and return the reply; a failure reply raises DaemonError."""
-    git_dir = os.fspath(git_dir)
+#: Before the one retry of a request whose connection the daemon reset unread.
+RECONNECT_DELAY = 0.05
+
+
+def _exchange(git_dir: str, data: bytes, start: bool, timeout: float | None) -> bytearray:
+    """Send ``data`` on a new connection and read the reply line (what arrived of it).
+    ConnectionResetError only when nothing arrived: the daemon never read the request."""
     sock = connect(git_dir, start=start, timeout=timeout)
     limit = timeout if timeout is not None else _timeout(git_dir)
+    buf = bytearray()
     try:
         sock.settimeout(limit)
-        sock.sendall(dumps(message).encode() + b"\n")
-        buf = bytearray()
+        sock.sendall(data)
         while not buf.endswith(b"\n"):
             chunk = sock.recv(1 << 16)
             if not chunk:
@@ -313,9 +311,36 @@ def request(
             "check the server, or raise lazygit.daemonTimeout",
         ) from None
     except OSError as exc:
+        if isinstance(exc, ConnectionResetError) and not buf:
+            raise
         raise DaemonError(f"lost the connection to the lazygit daemon: {exc.strerror}") from None
     finally:
         sock.close()
+    return buf
+
+
+def request(
+    git_dir: str | os.PathLike[str],
+    message: dict[str, Any],
+    *,
+    start: bool = True,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Send one request and return the reply; a failure reply raises DaemonError."""
+    git_dir = os.fspath(git_dir)
+    data = dumps(message).encode() + b"\n"
+    try:
+        buf = _exchange(git_dir, data, start, timeout)
+    except ConnectionResetError:
+        # The daemon closed our connection unread: it was exiting (idle, or stopped) as we
+        # connected.  Asking again finds, or starts, the next one.
+        time.sleep(RECONNECT_DELAY)
+        try:
+            buf = _exchange(git_dir, data, start, timeout)
+        except ConnectionResetError as exc:
+            raise DaemonError(
+                f"lost the connection to the lazygit daemon: {exc.strerror}"
+            ) from None
     if not buf.endswith(b"\n"):
         raise DaemonError(
             "the lazygit daemon closed the connection mid-request (it was stopped or crashed)",

@@ -5,11 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -327,8 +331,6 @@ def test_git_remote_set_url_is_followed(small: Published, nginx, server_root: Pa
     """The server moves (or a mirror takes over): after `git remote set-url`, lazy fetches,
     `git fetch` and `lazygit prefetch` read from the new URL, whether the daemon was running
     when the URL changed or not.  Each old copy is deleted, so the old URL cannot serve."""
-    import shutil
-
     names = [f"moving-{i}.git" for i in range(4)]
     for name in names:
         shutil.rmtree(server_root / name, ignore_errors=True)
@@ -467,3 +469,58 @@ def test_a_settings_renewal_leaves_a_listing_in_flight_alone(
             assert "HTTP clients and engine renewed" in log
         finally:
             stop_daemon(git_dir)
+
+
+@contextlib.contextmanager
+def _resetting_daemon(git_dir: Path, resets: int) -> Iterator[list[int]]:
+    """A Unix socket where daemon.json points that closes its first ``resets`` connections
+    unread, with the request in their queue (the kernel then resets them, as it does to a
+    client that connects while the daemon exits), and answers a ping on the others."""
+    where = Path(tempfile.mkdtemp(prefix="lg-rst-")) / "d.sock"  # short: sun_path limit
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(where))
+    listener.listen(4)
+    (git_dir / "lazygit").mkdir(parents=True, exist_ok=True)
+    doc = {"socket": str(where), "pid": os.getpid(), "git_dir": str(git_dir)}
+    (git_dir / "lazygit" / "daemon.json").write_text(json.dumps(doc))
+    served: list[int] = []
+
+    def serve() -> None:
+        for n in range(resets + 1):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed: the test is over
+            with conn:
+                if n < resets:
+                    while not conn.recv(1, socket.MSG_PEEK):
+                        pass  # (blocks until the request is there: then it is left unread)
+                    served.append(0)
+                    continue
+                conn.makefile("rb").readline()
+                served.append(1)
+                conn.sendall(b'{"ok": true, "pid": 1, "version": "x"}\n')
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield served
+    finally:
+        listener.close()
+        shutil.rmtree(where.parent, ignore_errors=True)
+
+
+def test_a_connection_reset_unread_is_asked_again(tmp_path: Path) -> None:
+    """A client that connects as the daemon exits (idle, or stopped) is reset with its
+    request unread: the request is sent once more (a CI run failed a checkout on it)."""
+    git_dir = tmp_path / ".git"
+    with _resetting_daemon(git_dir, resets=1) as served:
+        reply = daemonclient.request(git_dir, {"op": "ping"}, start=False, timeout=10)
+    assert reply["ok"] and served == [0, 1]
+
+
+def test_a_second_reset_is_one_line(tmp_path: Path) -> None:
+    git_dir = tmp_path / ".git"
+    with _resetting_daemon(git_dir, resets=2) as served, pytest.raises(DaemonError) as err:
+        daemonclient.request(git_dir, {"op": "ping"}, start=False, timeout=10)
+    assert str(err.value).startswith("lost the connection to the lazygit daemon"), err.value
+    assert served == [0, 0]
