@@ -58,6 +58,8 @@ LOG_MAX_WINDOW = 4096
 #: counted in bytes (as stored in the server pack), from this, doubling per trigger.  A
 #: commit window took 7 batches for the 545 versions (212 KB) of one file: 0.54 s, not 0.24.
 LOG_PATH_FIRST_BYTES = 1 << 20
+#: Merges of a log window whose diffs one ``git diff-tree --stdin`` works out.
+MERGES_AT_ONCE = 32
 #: First window of a tree run detected by pattern only, and its growth.
 TREE_FIRST_WINDOW = 64
 TREE_GROWTH = 2.0
@@ -925,17 +927,27 @@ class Predictor:
                     if oid is None:
                         continue
                     cands.append(oid)
-                    if byte_window and oid not in counted and not self.is_local(oid):
+                    if oid not in counted and not self.is_local(oid):
                         counted.add(oid)  # (a version is the new side, then the old)
                         wanted += self.size_of(oid) or LOOSE_GUESS
 
+        def add_merges() -> None:
+            changes = self._merge_changes(merges, s.merge_diffs)
+            add(ch for ch in changes if spec is None or spec(ix.paths[ch[0]]))
+            merges.clear()
+
+        # The budget bounds the candidates too: a merge's diff against a far parent may
+        # name most of the tree.
+        enough = min(byte_window or budget, budget)
         for nxt in self._log_order(s, c, s.reverse):
-            if taken >= window or (byte_window and wanted >= byte_window):
+            if taken >= window or wanted >= enough:
                 break
             if ix.merge[nxt]:
                 if s.merge_diffs:
                     merges.append(nxt)
                     taken += 1
+                    if len(merges) >= MERGES_AT_ONCE:
+                        add_merges()
                 continue
             changes = ix.changes(nxt)
             if spec is not None:
@@ -945,8 +957,7 @@ class Predictor:
             taken += 1
             add(changes)
         if merges:
-            changes = self._merge_changes(merges, s.merge_diffs)
-            add(ch for ch in changes if spec is None or spec(ix.paths[ch[0]]))
+            add_merges()
         return self._take(cands, budget, f"log {taken} commits after {ix.commits[c][:12]}")
 
     def _log_order(self, s: _LogSession, c: int, reverse: bool) -> Iterator[int]:

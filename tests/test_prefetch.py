@@ -459,6 +459,16 @@ def test_a_log_limited_to_a_path_counts_its_window_in_bytes(
     assert int(plan.reason.split()[1]) > 3 and plan.bytes >= LOG_PATH_FIRST_BYTES, plan.reason
 
 
+def test_a_window_stops_at_the_budget(index: HistoryIndex, large: Published) -> None:
+    """A merge's diff against a far parent may name most of the tree: the window stops
+    walking once its candidates fill the budget, instead of listing them all."""
+    head = git(large.full, "rev-list", "--no-merges", "-1", "HEAD").text.strip()
+    asked = sorted(index.changed(index.pos[head]))
+    for args in (["-p", "-m"], ["-p", "-300"]):
+        plan = predictor(large, index, set()).plan(asked, Intent("log", args), 5_000)
+        assert plan.bytes <= 5_000 and int(plan.reason.split()[1]) <= 5, (args, plan.reason)
+
+
 def test_annotate_is_blame(index: HistoryIndex, large: Published) -> None:
     """`git annotate` is blame under another name: its first request brings the older
     versions (before 2026-11-22 only a second request for the path did)."""
