@@ -1093,17 +1093,20 @@ class Predictor:
         budget: int,
         allowed: Callable[[str], bool] | None,
     ) -> Plan | None:
-        """grep REV / checkout REV -- PATH: the rest of REV's tree under the pathspec."""
+        """grep REV / checkout REV -- PATH: the rest of REV's tree under the pathspec (and,
+        for ``grep PAT REV1 REV2``, the trees git greps next)."""
         words = intent.words()
         listing: TreeListing | None = None
+        others: list[TreeListing] = []
         for word in words[:8]:
             tree = self._rev_tree(word)
-            if tree is None:
+            cand = self._listing(tree) if tree is not None else None
+            if cand is None:
                 continue
-            cand = self._listing(tree)
-            if cand is not None and want & cand.members:
+            if listing is None and want & cand.members:
                 listing = cand
-                break
+            elif intent.command == "grep" and cand is not listing:
+                others.append(cand)
         if listing is None:
             return None
         specs = intent.pathspec() or [w for w in words if self._rev_tree(w) is None]
@@ -1112,12 +1115,13 @@ class Predictor:
         # Words that are not revisions are paths (`git checkout REV PATH`).
         spec = intent.matcher(specs)
         out = []
-        for path, oid in zip(listing.paths, listing.oids, strict=True):
-            if spec is not None and not spec(path):
-                continue
-            if allowed is not None and not allowed(path):
-                continue
-            out.append(oid)
+        for each in (listing, *others):
+            for path, oid in zip(each.paths, each.oids, strict=True):
+                if spec is not None and not spec(path):
+                    continue
+                if allowed is not None and not allowed(path):
+                    continue
+                out.append(oid)
         if want.isdisjoint(out):
             # The command line was read wrongly (an option unknown here took a value):
             # the requests themselves will show the tree.

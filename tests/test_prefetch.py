@@ -469,6 +469,24 @@ def test_a_window_stops_at_the_budget(index: HistoryIndex, large: Published) -> 
         assert plan.bytes <= 5_000 and int(plan.reason.split()[1]) <= 5, (args, plan.reason)
 
 
+def test_grep_of_several_revisions_prefetches_their_trees(
+    index: HistoryIndex, large: Published
+) -> None:
+    """`git grep PAT REV1 REV2` searches one tree, then the next: both come at the first
+    request (it took a batch per revision)."""
+
+    def blobs(rev: str) -> set[bytes]:
+        out = git(large.full, "ls-tree", "-r", rev).text.splitlines()
+        return {bytes.fromhex(ln.split()[2]) for ln in out if " blob " in ln}
+
+    old, new = blobs("HEAD~40"), blobs("HEAD")
+    assert new - old
+    first = sorted(old - new)[0]
+    grep = Intent("grep", ["-c", "main", "HEAD~40", "HEAD"])
+    plan = predictor(large, index, set()).plan([first], grep, 1 << 30)
+    assert set(plan.oids) == (old | new) - {first}, plan.reason
+
+
 def test_annotate_is_blame(index: HistoryIndex, large: Published) -> None:
     """`git annotate` is blame under another name: its first request brings the older
     versions (before 2026-11-22 only a second request for the path did)."""
