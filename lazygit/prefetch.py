@@ -889,7 +889,10 @@ class Predictor:
             or (s.window <= 0 and any(p in s.requested for p in ix.parents[c]))
         ):
             s.reverse = True
-        confirmed = intent.walks or s.window > 0 or c in s.seen or s.reverse
+        # git walks for log, show -N and format-patch; diff-tree --stdin takes the commits
+        # in the order it is given them: a second request along the walk confirms that.
+        walks_itself = intent.walks and intent.command != "diff-tree"
+        confirmed = walks_itself or s.window > 0 or c in s.seen or s.reverse
         s.requested.add(c)
         if c not in s.seen:
             s.seen.add(c)

@@ -487,6 +487,23 @@ def test_grep_of_several_revisions_prefetches_their_trees(
     assert set(plan.oids) == (old | new) - {first}, plan.reason
 
 
+def test_which_walks_are_confirmed_at_their_first_request(
+    index: HistoryIndex, large: Published
+) -> None:
+    """show -N and format-patch walk as log does; diff-tree --stdin takes commits in the
+    order it is given them (any order, from a script): a second request confirms it."""
+    mid = git(large.full, "rev-list", "--no-merges", "-1", "HEAD~40").text.strip()
+    asked = sorted(index.changed(index.pos[mid]))  # (format-patch walks toward HEAD)
+    for command, args, at_once in (
+        ("log", ["-p"], True),
+        ("show", ["-20"], True),
+        ("format-patch", ["-20", "--stdout"], True),
+        ("diff-tree", ["--stdin", "-p"], False),
+    ):
+        plan = predictor(large, index, set()).plan(asked, Intent(command, args), 1 << 30)
+        assert bool(plan.oids) == at_once, (command, plan.reason)
+
+
 def test_annotate_is_blame(index: HistoryIndex, large: Published) -> None:
     """`git annotate` is blame under another name: its first request brings the older
     versions (before 2026-11-22 only a second request for the path did)."""
