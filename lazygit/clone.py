@@ -138,6 +138,7 @@ def clone(
     settings = settings or Settings.load()
     dest = opts.dest or default_dest(url)
     if _left_by_killed_clone(dest):
+        _wait_for_git_in(dest)
         _remove(dest, existed=True)  # redo it
     existed = ensure_empty_destination(dest)
     resume = resume_dir(url, dest)
@@ -328,6 +329,37 @@ def _left_by_killed_clone(dest: Path) -> bool:
             and not any((git_dir / STATE_DIR).glob("*"))
         )
     return False
+
+
+#: How long a rerun waits for the git processes a killed clone left working in DIR.
+ORPHAN_WAIT_SECONDS = 30.0
+
+
+def _wait_for_git_in(dest: Path, timeout: float = ORPHAN_WAIT_SECONDS) -> None:
+    """Wait until no git process works in ``dest`` (Linux /proc; elsewhere, no wait).
+
+    SIGKILL of a clone leaves its children running: the checkout's ``git read-tree`` goes on
+    writing into DIR, and would do so into the DIR being redone."""
+    try:
+        target = dest.resolve()
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        busy = []
+        for pid in pids:
+            try:
+                cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+                with open(f"/proc/{pid}/comm") as f:
+                    comm = f.read().strip()
+            except OSError:
+                continue  # gone, or not ours to look at
+            if comm.startswith("git") and (cwd == target or target in cwd.parents):
+                busy.append(pid)
+        pids = busy
+        if pids:
+            time.sleep(0.05)
 
 
 def _remove(dest: Path, existed: bool) -> None:

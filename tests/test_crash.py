@@ -208,6 +208,30 @@ def test_sigkill_clone_at_random_moments(small: Published, slow_nginx, tmp_path)
     assert outcomes["killed"] >= TRIALS // 2
 
 
+def test_a_killed_clone_redone_while_its_git_still_writes(small: Published, nginx, tmp_path):
+    """SIGKILL of lazygit leaves its children running: the checkout's `git read-tree`
+    writes on into DIR.  A rerun waits for git processes working in DIR before it empties
+    and redoes it (a CI run, rerunning at once, found DIR not empty: files, no .git)."""
+    url = nginx.url(small.name)
+    dest = tmp_path / "c"
+    (dest / ".git" / "lazygit").mkdir(parents=True)
+    (dest / ".git" / "lazygit" / MARKER).touch()  # what a killed clone leaves
+    # A git process left in DIR that writes a file there 1.5 s later, as read-tree would.
+    late = subprocess.Popen(
+        ["git", "-C", str(dest), "-c", "alias.late=!sleep 1.5 && echo x > late", "late"],
+        env=ENV,
+    )
+    try:
+        time.sleep(0.3)  # (git runs its alias: it is in DIR now)
+        subprocess.run(["lazygit", "clone", "-q", url, str(dest)], check=True, env=ENV)
+    finally:
+        late.wait(timeout=30)
+    assert not (dest / "late").exists()
+    assert git(dest, "status", "--porcelain") == ""
+    assert history(dest) == history(small.full)
+    stop_daemon(dest / ".git")
+
+
 def test_sigkill_daemon_mid_batch(small: Published, slow_nginx, tmp_path, daemons):
     rng = random.Random(1121)
     url = slow_nginx.url(small.name)
