@@ -53,7 +53,7 @@ class Settings:
     #: Seconds a helper or hook waits for the daemon (start-up included) before failing.
     daemonTimeout: float = 120.0
     #: Promisor packs written by lazy fetches before the small ones are consolidated (once no
-    #: git process has them open; at twice this many, at once).
+    #: git process has them open; at four times this many, at once).
     maxPromisorPacks: int = 16
     #: Start the daemon in the background at the end of a clone, so the first lazy fetch
     #: finds it warm.

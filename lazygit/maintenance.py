@@ -14,8 +14,9 @@ re-scan of objects/pack (each lazy fetch ends with one) such a process counts th
 pack's objects on top of the old packs'.  That count sizes abbreviated hashes, so a
 cherry-pick could print 9 hex digits where a full clone prints 8 (seen in
 test_ondemand.py::test_cherry_pick: 16 promisor packs before its batch).  The daemon
-therefore merges when `mapped_by_git` finds no such process, and at once only beyond twice
-the limit, where the bound on the pack count matters more than an abbreviation.
+therefore merges when `mapped_by_git` finds no such process, and at once only beyond four
+times the limit (daemon.py FORCED_MERGE_FACTOR), where the bound on the pack count matters
+more than an abbreviation.
 """
 
 from __future__ import annotations

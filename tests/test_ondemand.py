@@ -47,6 +47,7 @@ from servers import Nginx
 
 from lazygit import daemonclient
 from lazygit.clone import CloneOptions, clone
+from lazygit.daemon import FORCED_MERGE_FACTOR
 from lazygit.hooks import install_read_object_hook
 from lazygit.localrepo import LocalRepo
 
@@ -724,7 +725,7 @@ def test_pack_count_stays_bounded(small_lazy: Path) -> None:
     assert len(blobs) == 40
     for oid in blobs:
         git(lazy, "cat-file", "-p", oid)
-        assert promisor_count(lazy) <= 2 * 16
+        assert promisor_count(lazy) <= FORCED_MERGE_FACTOR * 16
     assert daemon_stats(lazy)["batches"] > 16 + 1  # (a wanted blob may be another's base)
     wait_for_merge(lazy, 16)
     assert not missing_among(lazy, blobs)
@@ -735,7 +736,8 @@ def test_pack_count_stays_bounded(small_lazy: Path) -> None:
 def test_packs_merge_when_no_git_has_them_open(small_lazy: Path) -> None:
     """A git process that has looked in the small packs would count a merged pack's objects
     twice after its next lazy fetch, and abbreviate hashes longer than a full clone does: the
-    merge waits for it to exit, unless the pack count passes twice the limit."""
+    merge waits for it to exit, unless the pack count passes FORCED_MERGE_FACTOR times the
+    limit."""
     lazy = small_lazy
     git(lazy, "config", "lazygit.prefetchBytes", "0")
     git(lazy, "config", "lazygit.maxPromisorPacks", "4")
@@ -766,8 +768,8 @@ def test_packs_merge_when_no_git_has_them_open(small_lazy: Path) -> None:
         time.sleep(1.0)  # two looks of the daemon's merge thread at least (0.25 s, 0.5 s)
         assert daemon_stats(lazy)["merge_due"]
         assert promisor_count(lazy) == 4 + 2, f"merged under a running git: {counts}"
-        counts = [read_one() for _ in range(10)]
-        assert max(counts) <= 2 * 4, counts
+        counts = [read_one() for _ in range(FORCED_MERGE_FACTOR * 4)]
+        assert max(counts) <= FORCED_MERGE_FACTOR * 4, counts
         assert any(b < a for a, b in pairwise([4 + 2, *counts])), counts  # merged at once
     finally:
         batch.stdin.close()
