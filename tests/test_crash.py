@@ -224,12 +224,13 @@ def test_a_killed_clone_redone_while_its_git_still_writes(small: Published, ngin
     try:
         time.sleep(0.3)  # (git runs its alias: it is in DIR now)
         subprocess.run(["lazygit", "clone", "-q", url, str(dest)], check=True, env=ENV)
+        late.wait(timeout=30)
+        assert not (dest / "late").exists()
+        assert git(dest, "status", "--porcelain") == ""
+        assert history(dest) == history(small.full)
     finally:
         late.wait(timeout=30)
-    assert not (dest / "late").exists()
-    assert git(dest, "status", "--porcelain") == ""
-    assert history(dest) == history(small.full)
-    stop_daemon(dest / ".git")
+        stop_daemon(dest / ".git")
 
 
 def test_sigkill_daemon_mid_batch(small: Published, slow_nginx, tmp_path, daemons):
