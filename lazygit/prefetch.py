@@ -36,6 +36,7 @@ import os
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,8 @@ LOG_MAX_WINDOW = 4096
 #: counted in bytes (as stored in the server pack), from this, doubling per trigger.  A
 #: commit window took 7 batches for the 545 versions (212 KB) of one file: 0.54 s, not 0.24.
 LOG_PATH_FIRST_BYTES = 1 << 20
-#: Merges of a log window whose diffs one ``git diff-tree --stdin`` works out.
+#: Merges of a log window whose diffs are worked out at once (one ``git diff-tree --stdin``
+#: for their first parents).
 MERGES_AT_ONCE = 32
 #: First window of a tree run detected by pattern only, and its growth.
 TREE_FIRST_WINDOW = 64
@@ -1007,11 +1009,32 @@ class Predictor:
     def _merge_changes(
         self, merges: list[int], mode: str
     ) -> list[tuple[int, bytes | None, bytes | None]]:
-        """The changes the diffs of ``merges`` read (``_merge_diffs``), from their local
-        trees (the index holds none for merges), with one ``git diff-tree --stdin``.  A
-        combined diff shows the paths that differ from every parent."""
+        """The changes the diffs of ``merges`` read (``_merge_diffs``).
+
+        The index holds each merge's diffs against every parent (``git log -m``), though not
+        which parent each is against: ``-m`` shows them all, and a combined diff the paths
+        that differ from every parent, which those diffs list once per parent.  A diff
+        against the first parent comes from the local trees (`_first_parent_changes`)."""
         ix = self.index
-        pairs = [(m, p) for m in merges for p in ix.parents[m][: 1 if mode == "first" else None]]
+        out: list[tuple[int, bytes | None, bytes | None]] = []
+        if mode != "first":
+            for m in merges:
+                changes = ix.changes(m)
+                if mode != "each":
+                    listed = Counter(pid for pid, _, _ in changes)
+                    changes = [ch for ch in changes if listed[ch[0]] == len(ix.parents[m])]
+                out += changes
+        if mode in ("first", "combined+first"):
+            out += self._first_parent_changes(merges)
+        return out
+
+    def _first_parent_changes(
+        self, merges: list[int]
+    ) -> list[tuple[int, bytes | None, bytes | None]]:
+        """The merges' diffs against their first parents, by one ``git diff-tree --stdin``
+        (the index cannot tell which of a merge's diffs that is: git leaves out an empty one)."""
+        ix = self.index
+        pairs = [(m, ix.parents[m][0]) for m in merges if ix.parents[m]]
         lines = "".join(f"{ix.commits[m]} {ix.commits[p]}\n" for m, p in pairs)
         proc = run_git(
             ["diff-tree", "--stdin", "--always", "-r", "-z", "--no-renames"],
@@ -1022,17 +1045,7 @@ class Predictor:
         diffs = _split_diffs(proc.stdout if proc.returncode == 0 else b"", ix.path_id)
         if len(diffs) != len(pairs):
             return []  # (a merge whose trees are not local: git fetches what it shows)
-        out: list[tuple[int, bytes | None, bytes | None]] = []
-        at = 0
-        for m in merges:
-            n = 1 if mode == "first" else len(ix.parents[m])
-            own, at = diffs[at : at + n], at + n
-            if mode.startswith("combined"):
-                common = set.intersection(*(set(d) for d in own)) if own else set()
-                keep = [{pid: d[pid] for pid in common} for d in own]
-                own = keep + own[:1] if mode == "combined+first" else keep
-            out += ((pid, old, new) for d in own for pid, (old, new) in d.items())
-        return out
+        return [(pid, old, new) for d in diffs for pid, (old, new) in d.items()]
 
     # -- trees ----------------------------------------------------------------------------
     def _tree(
