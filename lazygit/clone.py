@@ -30,6 +30,7 @@ from lazygit.errors import (
     RemoteError,
 )
 from lazygit.fetch import FetchEngine, FetchStats, fetch_metadata
+from lazygit.gitcmd import git_processes
 from lazygit.localrepo import STATE_DIR, LocalRepo, ensure_empty_destination
 from lazygit.progress import QUIET, Progress
 from lazygit.rangestore import RangeStore
@@ -340,22 +341,17 @@ def _wait_for_git_in(dest: Path, timeout: float = ORPHAN_WAIT_SECONDS) -> None:
 
     SIGKILL of a clone leaves its children running: the checkout's ``git read-tree`` goes on
     writing into DIR, and would do so into the DIR being redone."""
-    try:
-        target = dest.resolve()
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return
+    target = dest.resolve()
+    pids = git_processes()
     deadline = time.monotonic() + timeout
     while pids and time.monotonic() < deadline:
         busy = []
         for pid in pids:
             try:
                 cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
-                with open(f"/proc/{pid}/comm") as f:
-                    comm = f.read().strip()
             except OSError:
                 continue  # gone, or not ours to look at
-            if comm.startswith("git") and (cwd == target or target in cwd.parents):
+            if cwd == target or target in cwd.parents:
                 busy.append(pid)
         pids = busy
         if pids:

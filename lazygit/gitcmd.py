@@ -151,6 +151,25 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             f.close()
 
 
+def git_processes() -> list[str]:
+    """The pids of the running processes named git* other than us, as /proc lists them
+    (none where there is no /proc).  Reading more of one may fail: it is gone, or not ours."""
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+    me = str(os.getpid())
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/comm", "rb") as f:
+                if pid != me and f.read().startswith(b"git"):
+                    out.append(pid)
+        except OSError:
+            continue
+    return out
+
+
 def first_error_line(stderr: bytes) -> str:
     """The most telling line of git's stderr (its 'fatal:'/'error:' line if any)."""
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from lazygit.errors import GitCommandError
-from lazygit.gitcmd import first_error_line, popen_git
+from lazygit.gitcmd import first_error_line, git_processes, popen_git
 from lazygit.localrepo import LocalRepo
 
 PACK_SUFFIXES = (".pack", ".idx", ".rev", ".bitmap", ".promisor")
@@ -64,18 +64,8 @@ def mapped_by_git(packs: Iterable[Path]) -> bool:
     caller looks again just before the merged pack lands, which leaves a window of a rename.
     """
     wanted = [os.fsencode(os.path.realpath(p.with_suffix(".idx"))) for p in packs]
-    try:
-        pids = [name for name in os.listdir("/proc") if name.isdigit()]
-    except OSError:
-        return False
-    me = str(os.getpid())
-    for pid in pids:
-        if pid == me:
-            continue
+    for pid in git_processes():
         try:
-            with open(f"/proc/{pid}/comm", "rb") as f:
-                if not f.read().startswith(b"git"):
-                    continue
             with open(f"/proc/{pid}/maps", "rb") as f:
                 maps = f.read()
         except OSError:  # gone, or not ours
