@@ -27,6 +27,7 @@ from prefetch_bench import blobs_read, needed_bytes, pack_entries
 from lazygit.prefetch import (
     INDEX_VERSION,
     LOG_PATH_FIRST_BYTES,
+    TREE_FIRST_WINDOW,
     HistoryIndex,
     Intent,
     Predictor,
@@ -370,6 +371,31 @@ def test_blame_pattern_needs_two_requests(index: HistoryIndex, large: Published)
     assert not first.oids  # a single `git show`: nothing extra
     second = p.plan([versions[1]], Intent(), 1 << 30)
     assert set(second.oids) == set(versions[2:])
+
+
+def test_a_walk_in_tree_order_brings_the_rest_at_once(
+    index: HistoryIndex, large: Published
+) -> None:
+    """`cat-file --batch` of an ls-tree gives no command line to go by: its second request,
+    in tree order, brings the rest of the directory the run stays in (the paths where ref
+    trees that fit the run disagree come once git has said which).  Requests out of tree
+    order (an editor opening files) bring a window of the next blobs instead."""
+    listing = git(large.full, "ls-tree", "-r", "HEAD", "--", "src", env=NO_LAZY).text
+    oids = [bytes.fromhex(ln.split("\t")[0].split()[2]) for ln in listing.splitlines()]
+    assert len(oids) > 2 * TREE_FIRST_WINDOW
+    local: set[bytes] = set()
+    p = predictor(large, index, local)
+    asked = 0
+    for oid in oids:  # git's walk: a request for each blob not local yet
+        if oid not in local:
+            asked += 1
+            local.add(oid)
+            local.update(p.plan([oid], Intent(), 1 << 30).oids)
+    assert asked <= 4, asked  # the first, the rest, and where the candidate trees disagreed
+    editor = predictor(large, index, set())
+    assert not editor.plan([oids[40]], Intent(), 1 << 30).oids
+    window = editor.plan([oids[3]], Intent(), 1 << 30)
+    assert "tree run" in window.reason and 0 < len(window.oids) <= TREE_FIRST_WINDOW
 
 
 def test_misread_command_line_falls_back_to_the_requests(
