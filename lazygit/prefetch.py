@@ -549,6 +549,18 @@ def _merge_diffs(command: str, options: Sequence[str]) -> str:
 _STAT_OPTIONS = ("--stat", "--numstat", "--shortstat", "--dirstat", "--patch-with-stat")
 
 
+def _topo_order(options: Sequence[str]) -> bool:
+    """Whether a log shows its commits in ``--topo-order`` (``--graph`` implies it, unless
+    a date order is given too; the last order option wins)."""
+    order = ""
+    for o in options:
+        if o in ("--topo-order", "--date-order", "--author-date-order"):
+            order = o
+        elif o == "--graph" and not order:
+            order = "--topo-order"
+    return order == "--topo-order"
+
+
 def _split_diffs(
     out: bytes, path_id: dict[str, int]
 ) -> list[dict[int, tuple[bytes | None, bytes | None]]]:
@@ -739,6 +751,11 @@ class _LogSession:
     first_parent: bool = False
     #: Which diffs of merges git shows (``_merge_diffs``); "" for none.
     merge_diffs: str = ""
+    #: ``--topo-order`` (``--graph``): git's whole order, worked out at the first window,
+    #: and the position in it of the next commit a window takes.
+    topo: bool = False
+    topo_order: list[int] | None = None
+    topo_next: int = 0
 
 
 @dataclass
@@ -887,6 +904,7 @@ class Predictor:
                 intent_pid=intent.pid,
                 first_parent="--first-parent" in options,
                 merge_diffs=_merge_diffs(intent.command, options),
+                topo=_topo_order(options),
             )
         s.last = now
         if not s.reverse and (
@@ -950,6 +968,8 @@ class Predictor:
         # The budget bounds the candidates too: a merge's diff against a far parent may
         # name most of the tree.
         enough = min(byte_window or budget, budget)
+        if s.topo and not s.reverse and s.topo_order is None:
+            s.topo_order = self._topo_walk(self._log_tips(intent, c), s.first_parent)
         for nxt in self._log_order(s, c, s.reverse):
             if taken >= window or wanted >= enough:
                 break
@@ -973,7 +993,18 @@ class Predictor:
 
     def _log_order(self, s: _LogSession, c: int, reverse: bool) -> Iterator[int]:
         """The commits a log shows after ``c``: older ones by date along parents, or with
-        ``--reverse`` the newer ones (history index order, newest first, approximates it)."""
+        ``--reverse`` the newer ones (history index order, newest first, approximates it);
+        with ``--topo-order``, the rest of git's order (``_topo_walk``)."""
+        if s.topo_order is not None and not reverse:
+            order, at = s.topo_order, s.topo_next
+            with contextlib.suppress(ValueError):
+                at = order.index(c, at) + 1  # git is there: the window starts after it
+            while at < len(order):
+                s.topo_next = at  # (the commit a full window stops at comes next time)
+                yield order[at]
+                at += 1
+            s.topo_next = at
+            return
         if not reverse:
             while s.heap:
                 _, nxt = heapq.heappop(s.heap)
@@ -985,6 +1016,55 @@ class Predictor:
         while s.newest > 0:
             s.newest -= 1
             yield s.newest
+
+    def _log_tips(self, intent: Intent, c: int) -> list[int]:
+        """The commit a log starts from: its one revision (HEAD when it names none), or,
+        when it names several, a range or one the index lacks, ``c`` (where git is)."""
+        words = [w for w in intent.words() if self._rev_tree(w) is not None]
+        if len(words) > 1 or any(".." in w or w.startswith("^") for w in intent.words()):
+            return [c]
+        if any(
+            o in ("--all", "--branches", "--tags", "--remotes", "--glob")
+            or o.startswith(("--branches=", "--tags=", "--remotes=", "--glob="))
+            for o in intent.options()
+        ):
+            return [c]
+        proc = run_git(
+            ["rev-parse", "--verify", "-q", f"{words[0] if words else 'HEAD'}^{{commit}}"],
+            env={"GIT_DIR": str(self.git_dir)},
+            check=False,
+        )
+        tip = self.index.pos.get(proc.stdout.decode().strip())
+        return [c] if tip is None else [tip]
+
+    def _topo_walk(self, tips: list[int], first_parent: bool) -> list[int]:
+        """git's ``--topo-order`` from ``tips``: no parent before all its children, one line
+        of history at a time (a LIFO of the commits whose children are all out, as git's
+        sort_in_topological_order; the same order as ``git rev-list --topo-order`` on
+        bench.git, 13 merges in 6,500 commits)."""
+        parents = self.index.parents
+
+        def up(c: int) -> list[int]:
+            return parents[c][:1] if first_parent else parents[c]
+
+        children: Counter[int] = Counter()
+        seen, stack = set(tips), list(tips)
+        while stack:
+            for p in up(stack.pop()):
+                children[p] += 1
+                if p not in seen:
+                    seen.add(p)
+                    stack.append(p)
+        order: list[int] = []
+        stack = [t for t in reversed(tips) if not children[t]]
+        while stack:
+            c = stack.pop()
+            order.append(c)
+            for p in up(c):
+                children[p] -= 1
+                if not children[p]:
+                    stack.append(p)
+        return order
 
     def _log_paths(self, intent: Intent) -> Callable[[str], bool] | None:
         """The paths a log command limits its diffs to: after ``--``, or else its words

@@ -33,6 +33,7 @@ from lazygit.prefetch import (
     Predictor,
     _merge_diffs,
     _split_diffs,
+    _topo_order,
     git_subcommand,
     pathspec_matcher,
     requester_intent,
@@ -127,6 +128,7 @@ def test_command_needs_few_batches_and_bounded_bytes(
         ("", ["format-patch", "-40", "--stdout", "--", HOT]),
         ("", ["log", "-p", "--first-parent", "-40"]),
         ("", ["show", "--stat", "-40"]),
+        ("", ["log", "-p", "--graph", "-40"]),
     ],
     ids=[
         "log-path",
@@ -138,6 +140,7 @@ def test_command_needs_few_batches_and_bounded_bytes(
         "format-patch-path",
         "log-first-parent",
         "show-stat-N",
+        "log-graph",
     ],
 )
 def test_log_variants_need_few_batches(
@@ -150,7 +153,8 @@ def test_log_variants_need_few_batches(
     ``format-patch -30`` (30), ``show -30`` (29): they are not log, yet walk as it does."""
     (fresh / "src" / "core").mkdir(parents=True)  # (git takes `core` for a path if it exists)
     out = compare(fresh / where, large.full / where, *args)
-    assert out.stdout.count(b"\nFrom " if args[0] == "format-patch" else b"\ncommit ") >= 30
+    shown = b"From " if args[0] == "format-patch" else b"commit "
+    assert out.stdout.count(b" " + shown if "--graph" in args else b"\n" + shown) >= 30
     batches = [ln for ln in daemon_log(fresh) if " batch: " in ln]
     # A log limited to one file counts its window in bytes: the file's whole history (a
     # commit window of 16, 25, 38... took 7 batches over 545 versions).  --first-parent
@@ -161,6 +165,10 @@ def test_log_variants_need_few_batches(
     if "--first-parent" in args:
         parents = git(large.full, "log", "--first-parent", "-40", "--format=%p").text
         assert any(" " in ln for ln in parents.splitlines()), "no merge in the 40 commits"
+        assert len(batches) == 1, batches
+    if "--graph" in args:  # --topo-order: a side branch's commits before newer ones (took 3)
+        by_date = git(large.full, "log", "--format=%H", "-40").text
+        assert git(large.full, "log", "--topo-order", "--format=%H", "-40").text != by_date
         assert len(batches) == 1, batches
     assert any(" prefetch: " in ln and f"(git {args[0]})" in ln for ln in daemon_log(fresh))
 
@@ -547,6 +555,23 @@ def test_budget_bounds_a_trigger(index: HistoryIndex, large: Published) -> None:
     p.plan([versions[0]], Intent(), 10_000)
     plan = p.plan([versions[1]], Intent(), 10_000)
     assert len(plan.oids) == 10 and plan.bytes == 10_000
+
+
+def test_topo_order_is_gits(index: HistoryIndex, large: Published) -> None:
+    """The order a --topo-order (--graph) window follows is git's own, from HEAD or a named
+    revision, along every parent or the first ones."""
+    p = predictor(large, index, set())
+    head = git(large.full, "rev-parse", "HEAD").text.strip()
+    tip = p._log_tips(Intent("log", ["-p", "--graph"]), 0)
+    assert tip == [index.pos[head]]
+    for extra in ([], ["--first-parent"]):
+        want = git(large.full, "rev-list", "--topo-order", *extra, "HEAD").text.split()
+        walk = p._topo_walk(tip, first_parent=bool(extra))
+        assert [index.commits[c] for c in walk] == want
+    assert p._log_tips(Intent("log", ["-p", "--graph", "HEAD~3..HEAD"]), 7) == [7]
+    assert _topo_order(["-p", "--graph"]) and _topo_order(["--date-order", "--topo-order"])
+    assert not _topo_order(["--graph", "--date-order"])
+    assert not _topo_order(["--date-order", "--graph"]) and not _topo_order(["-p"])
 
 
 def test_which_merge_diffs_a_walk_shows() -> None:
