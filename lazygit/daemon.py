@@ -110,7 +110,11 @@ def socket_path(git_dir: Path) -> Path:
 
     import platformdirs
 
-    key = hashlib.sha256(str(git_dir).encode()).hexdigest()[:20] + ".sock"
+    # The directory's inode too: a clone made again where a deleted one was must not share
+    # the old clone's socket path with its daemon, which lives on until it idles out.
+    st = os.stat(git_dir)
+    named = f"{git_dir}\0{st.st_dev}:{st.st_ino}"
+    key = hashlib.sha256(named.encode(errors="surrogateescape")).hexdigest()[:20] + ".sock"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         runtime = Path(platformdirs.user_runtime_dir("lazygit"))
@@ -1018,6 +1022,7 @@ def serve(git_dir: Path) -> int:
         server = _Server(str(path), _Handler)
     finally:
         os.umask(old_umask)
+    ours = os.stat(path)
     info = publish(git_dir, settings)
     # The start-up (httpx's imports, the pack indexes) makes ~10^5 objects that live as long
     # as we do: collecting while they are made, and walking them at every full collection
@@ -1028,8 +1033,7 @@ def serve(git_dir: Path) -> int:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             info.unlink()
-        with contextlib.suppress(OSError):
-            path.unlink()
+        _unlink_socket(path, ours)
         _refuse_waiting(server, str(exc) if isinstance(exc, LazyGitError) else repr(exc))
         server.server_close()
         raise
@@ -1058,10 +1062,17 @@ def serve(git_dir: Path) -> int:
         with contextlib.suppress(OSError):
             if json.loads(info.read_text()).get("pid") == os.getpid():
                 info.unlink()
-        with contextlib.suppress(OSError):
-            path.unlink()
+        _unlink_socket(path, ours)
         server.server_close()
     return 0
+
+
+def _unlink_socket(path: Path, ours: os.stat_result) -> None:
+    """Remove our socket file, unless another daemon's has taken its place."""
+    with contextlib.suppress(OSError):
+        now = os.stat(path)
+        if (now.st_dev, now.st_ino) == (ours.st_dev, ours.st_ino):
+            path.unlink()
 
 
 def main(argv: list[str] | None = None) -> int:

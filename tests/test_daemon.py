@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -299,6 +300,44 @@ def test_a_copied_or_moved_clone_gets_its_own_daemon(small: Published, nginx, tm
     finally:
         for repo in (orig, copy, moved):
             stop_daemon(repo / ".git")
+
+
+def test_a_clone_made_again_where_one_was_deleted(small: Published, nginx, tmp_path: Path):
+    """`rm -rf` of a clone and a clone again at the same path while the old daemon lives on
+    (it idles up to 10 minutes): when the old one exits, the new clone's daemon must stay
+    reachable.  Both used to have the same socket path, and the old one removed it as it
+    exited: git then waited for a daemon that could not start (the lock was held) until
+    lazygit.daemonTimeout."""
+    dest = tmp_path / "c"
+    clone = ["lazygit", "clone", "-q", "--no-checkout", nginx.url(small.name), str(dest)]
+    subprocess.run(clone, check=True)
+
+    def show(blob: str) -> None:
+        proc = subprocess.run(
+            ["git", "-C", str(dest), "cat-file", "-p", blob], capture_output=True, timeout=20
+        )
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+
+    show(missing_blobs(dest, 1)[0])
+    old_pid = _the_daemon_pid(dest / ".git")
+    shutil.rmtree(dest)
+    subprocess.run(clone, check=True)
+    try:
+        blobs = missing_blobs(dest, 2)
+        show(blobs[0])  # the new clone's daemon starts
+        assert set(_daemon_pids(dest / ".git")) - {old_pid}
+        os.kill(old_pid, signal.SIGTERM)
+        for _ in range(250):
+            if not running(old_pid):
+                break
+            time.sleep(0.02)
+        assert not running(old_pid)
+        show(blobs[1])
+        assert len(_daemon_pids(dest / ".git")) == 1
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(old_pid, signal.SIGKILL)
+        stop_daemon(dest / ".git")
 
 
 @pytest.mark.parametrize("quick", [True, False], ids=["posix_spawn", "subprocess"])
