@@ -240,6 +240,8 @@ class Daemon:
         from lazygit.config import Settings
 
         self.git_dir = git_dir
+        #: Which directory we serve: one made again at its path (a new clone) is not it.
+        self.dir_id = _dir_id(git_dir)
         self.repo = LocalRepo(git_dir, None)
         if settings is None or config_stamp is None:
             config_stamp = config_mtimes(git_dir)
@@ -920,7 +922,7 @@ def _log(line: str) -> None:
 def _idle_watch(server: _Server, daemon: Daemon) -> None:
     while not server.stopping:
         time.sleep(min(1.0, daemon.settings.daemonIdleSeconds / 4))
-        if not (daemon.git_dir / "objects").is_dir():
+        if not (daemon.git_dir / "objects").is_dir() or _dir_id(daemon.git_dir) != daemon.dir_id:
             daemon.log(f"{daemon.git_dir} is gone (the repository moved or was deleted), exiting")
             server.stopping = True
             server.shutdown()
@@ -931,6 +933,15 @@ def _idle_watch(server: _Server, daemon: Daemon) -> None:
             server.stopping = True
             server.shutdown()
             return
+
+
+def _dir_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a directory, None if it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _refuse_waiting(server: _Server, error: str) -> None:
