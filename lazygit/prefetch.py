@@ -522,9 +522,10 @@ class Intent:
 
 def _merge_diffs(command: str, options: Sequence[str]) -> str:
     """Which diffs of merges a walk shows (git 2.39): "first" (against the first parent:
-    ``--first-parent``, and a diffstat), "each" (against each parent: ``-m``), "combined"
-    (``-c``, ``--cc``, and ``show``'s default; "combined+first" with a diffstat too), or ""
-    (log's default)."""
+    ``--first-parent``), "each" (against each parent: ``-m``), "combined" (``-c``, ``--cc``,
+    and ``show``'s default; "combined+first" with a diffstat too, which is against the
+    first parent; "combined-stat" for a diffstat alone: git still works out the combined
+    diff's paths, and reads what its rename detection compares), or "" (log's default)."""
     mode = "combined" if command == "show" else ""
     for a in options:
         value = a[14:] if a.startswith("--diff-merges=") else None
@@ -541,12 +542,24 @@ def _merge_diffs(command: str, options: Sequence[str]) -> str:
     if mode == "combined" and any(a.startswith(_STAT_OPTIONS) for a in options):
         # A merge's diffstat is against its first parent; the patch, if any, is combined.
         patch = any(a in ("-p", "-u", "--patch", "-c", "--cc") for a in options)
-        mode = "combined+first" if patch else "first"
+        mode = "combined+first" if patch else "combined-stat"
     return mode
 
 
 #: Diff options that print a diffstat.
 _STAT_OPTIONS = ("--stat", "--numstat", "--shortstat", "--dirstat", "--patch-with-stat")
+
+
+def _finds_renames(options: Sequence[str]) -> bool:
+    """Whether a log's diffs look for renames: git's default (diff.renames, true since git
+    2.9, is taken as set), unless ``--no-renames`` comes after any ``-M``."""
+    found = True
+    for o in options:
+        if o == "--no-renames":
+            found = False
+        elif o.startswith(("-M", "--find-renames", "-C", "--find-copies")):
+            found = True
+    return found
 
 
 def _topo_order(options: Sequence[str]) -> bool:
@@ -751,6 +764,8 @@ class _LogSession:
     first_parent: bool = False
     #: Which diffs of merges git shows (``_merge_diffs``); "" for none.
     merge_diffs: str = ""
+    #: Whether git finds renames in the diffs it shows (diff.renames, ``--no-renames``).
+    renames: bool = True
     #: ``--topo-order`` (``--graph``): git's whole order, worked out at the first window,
     #: and the position in it of the next commit a window takes.
     topo: bool = False
@@ -904,6 +919,7 @@ class Predictor:
                 intent_pid=intent.pid,
                 first_parent="--first-parent" in options,
                 merge_diffs=_merge_diffs(intent.command, options),
+                renames=_finds_renames(options),
                 topo=_topo_order(options),
             )
         s.last = now
@@ -961,7 +977,7 @@ class Predictor:
                         wanted += self.size_of(oid) or LOOSE_GUESS
 
         def add_merges() -> None:
-            changes = self._merge_changes(merges, s.merge_diffs)
+            changes = self._merge_changes(merges, s.merge_diffs, s.renames)
             add(ch for ch in changes if spec is None or spec(ix.paths[ch[0]]))
             merges.clear()
 
@@ -1093,45 +1109,70 @@ class Predictor:
                         stack.append(p)  # a merge shows no diff: its parents come next
 
     def _merge_changes(
-        self, merges: list[int], mode: str
+        self, merges: list[int], mode: str, renames: bool = True
     ) -> list[tuple[int, bytes | None, bytes | None]]:
         """The changes the diffs of ``merges`` read (``_merge_diffs``).
 
         The index holds each merge's diffs against every parent (``git log -m``), though not
         which parent each is against: ``-m`` shows them all, and a combined diff the paths
         that differ from every parent, which those diffs list once per parent.  A diff
-        against the first parent comes from the local trees (`_first_parent_changes`)."""
+        against the first parent comes from the local trees (`_first_parent_changes`), and
+        so do the files a combined diff's rename detection reads (``_rename_candidates``)."""
         ix = self.index
         out: list[tuple[int, bytes | None, bytes | None]] = []
-        if mode != "first":
+        if mode in ("each", "combined", "combined+first"):
             for m in merges:
                 changes = ix.changes(m)
                 if mode != "each":
                     listed = Counter(pid for pid, _, _ in changes)
                     changes = [ch for ch in changes if listed[ch[0]] == len(ix.parents[m])]
                 out += changes
-        if mode in ("first", "combined+first"):
+        if mode.startswith("combined") and renames:
+            out += self._rename_candidates(merges)
+        if mode in ("first", "combined+first", "combined-stat"):
             out += self._first_parent_changes(merges)
         return out
 
-    def _first_parent_changes(
-        self, merges: list[int]
-    ) -> list[tuple[int, bytes | None, bytes | None]]:
-        """The merges' diffs against their first parents, by one ``git diff-tree --stdin``
-        (the index cannot tell which of a merge's diffs that is: git leaves out an empty one)."""
+    def _diffs(
+        self, pairs: list[tuple[int, int]], *options: str
+    ) -> list[dict[int, tuple[bytes | None, bytes | None]]] | None:
+        """The diffs of (commit, parent) pairs, by one ``git diff-tree --stdin`` (None when a
+        tree is not local: git then fetches what it shows)."""
         ix = self.index
-        pairs = [(m, ix.parents[m][0]) for m in merges if ix.parents[m]]
         lines = "".join(f"{ix.commits[m]} {ix.commits[p]}\n" for m, p in pairs)
         proc = run_git(
-            ["diff-tree", "--stdin", "--always", "-r", "-z", "--no-renames"],
+            ["diff-tree", "--stdin", "--always", "-r", "-z", "--no-renames", *options],
             input=lines.encode(),
             env={"GIT_DIR": str(self.git_dir)},
             check=False,
         )
         diffs = _split_diffs(proc.stdout if proc.returncode == 0 else b"", ix.path_id)
-        if len(diffs) != len(pairs):
-            return []  # (a merge whose trees are not local: git fetches what it shows)
-        return [(pid, old, new) for d in diffs for pid, (old, new) in d.items()]
+        return diffs if len(diffs) == len(pairs) else None
+
+    def _first_parent_changes(
+        self, merges: list[int]
+    ) -> list[tuple[int, bytes | None, bytes | None]]:
+        """The merges' diffs against their first parents (the index cannot tell which of a
+        merge's diffs that is: git leaves out an empty one)."""
+        ix = self.index
+        diffs = self._diffs([(m, ix.parents[m][0]) for m in merges if ix.parents[m]])
+        return [(pid, old, new) for d in diffs or () for pid, (old, new) in d.items()]
+
+    def _rename_candidates(self, merges: list[int]) -> list[tuple[int, bytes | None, bytes | None]]:
+        """The files a combined diff's rename detection reads: git diffs a merge against
+        each parent with renames found (diff.renames), and compares the files added with the
+        files deleted that no added one has the same blob as.  It showed them in a batch of
+        its own (`git show -30` over bench.git's merges: 2 batches)."""
+        ix = self.index
+        pairs = [(m, p) for m in merges for p in ix.parents[m]]
+        out: list[tuple[int, bytes | None, bytes | None]] = []
+        for d in self._diffs(pairs, "--diff-filter=AD") or ():
+            added = {new for old, new in d.values() if old is None}
+            deleted = {old for old, new in d.values() if new is None}
+            exact = added & deleted
+            if added - exact and deleted - exact:
+                out += [(pid, o, n) for pid, (o, n) in d.items() if (o or n) not in exact]
+        return out
 
     # -- trees ----------------------------------------------------------------------------
     def _tree(
