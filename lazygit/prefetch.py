@@ -332,6 +332,80 @@ class HistoryIndex:
                 best = c
         return best
 
+    def renamed_from(self, c: int, pid: int) -> tuple[int, bytes] | None:
+        """If commit ``c`` added path ``pid`` by a rename: the path it came from and the
+        blob it had there.  git pairs renames by content: the deleted file with the same
+        blob, else the one deleted with the same file name, else the only one deleted (a
+        wrong guess costs the versions of another file, within the budget)."""
+        if self.merge[c]:
+            return None
+        changes = self.changes(c)
+        added = next((new for q, old, new in changes if q == pid and old is None), None)
+        if added is None:
+            return None
+        gone = [(q, old) for q, old, new in changes if new is None and old is not None]
+        for q, old in gone:
+            if old == added:
+                return q, old
+        name = os.path.basename(self.paths[pid])
+        same = [(q, old) for q, old in gone if os.path.basename(self.paths[q]) == name]
+        if len(same) == 1:
+            return same[0]
+        return gone[0] if len(gone) == 1 else None
+
+    def rename_candidates(self, c: int) -> list[tuple[int, bytes]]:
+        """(path id, blob) of what git's rename detection reads in non-merge commit ``c``'s
+        diff: the files added and deleted that no exact rename (the same blob) pairs, when
+        there are both."""
+        if self.merge[c]:
+            return []
+        changes = self.changes(c)
+        added = {new for _, old, new in changes if old is None and new is not None}
+        deleted = {old for _, old, new in changes if new is None and old is not None}
+        exact = added & deleted
+        if not (added - exact and deleted - exact):
+            return []
+        out: list[tuple[int, bytes]] = []
+        for q, old, new in changes:
+            blob = new if old is None else old if new is None else None
+            if blob is not None and blob not in exact:
+                out.append((q, blob))
+        return out
+
+    def added_in(self, pid: int) -> list[int]:
+        """The commits whose diffs (a merge's against any parent) add path ``pid``."""
+        commits = {c for c, _ in self.versions(pid)}
+        return sorted(
+            c for c in commits if any(q == pid and o is None for q, o, _ in self.changes(c))
+        )
+
+    def lineage(
+        self, pid: int, oid: bytes | None = None, hops: int = 16
+    ) -> list[tuple[int, bytes]]:
+        """(path id, blob) of the versions of path ``pid`` from ``oid`` (or its newest) back,
+        newest first, and on through the paths it was renamed from, as ``git blame``,
+        ``git log --follow`` and ``git log -L`` go."""
+        out: list[tuple[int, bytes]] = []
+        seen: set[int] = set()
+        before: int | None = None  # (the commit that renamed the path: older versions only)
+        while pid not in seen and len(seen) <= hops:
+            seen.add(pid)
+            versions = self.versions(pid)
+            if before is not None:
+                versions = [(c, v) for c, v in versions if c > before]
+            elif oid is not None:
+                start = next((i for i, (_, v) in enumerate(versions) if v == oid), 0)
+                versions = versions[start:]
+            if not versions:
+                break
+            out += [(pid, v) for _, v in versions]
+            before = versions[-1][0]
+            source = self.renamed_from(before, pid)
+            if source is None:
+                break
+            pid = source[0]
+        return out
+
     def version_path(self, oid: bytes) -> int | None:
         """The path of which ``oid`` is a version (its newest site)."""
         for _c, pid in self.sites(oid):
@@ -419,7 +493,7 @@ class Intent:
         if self.command not in _LOG_COMMANDS:
             return False
         return self.command == "whatchanged" or any(
-            a in _DIFF_OPTIONS or a.startswith(("-S", "-G", "--stat=", "-U", "--unified"))
+            a in _DIFF_OPTIONS or a.startswith(("-S", "-G", "--stat=", "-U", "--unified", "-L"))
             for a in self.args
         )
 
@@ -442,6 +516,21 @@ class Intent:
         """``-S``/``-G`` (pickaxe): git reads the diff of every commit it walks, and ``-N``
         counts only the commits that match."""
         return any(a.startswith(("-S", "-G")) for a in self.options())
+
+    def line_log_paths(self) -> list[str]:
+        """The files of ``git log -L RANGE:FILE`` (``-L:FUNCNAME:FILE``), each given once."""
+        if self.command != "log":
+            return []
+        args = self.args[: self.args.index("--")] if "--" in self.args else self.args
+        out: list[str] = []
+        for i, a in enumerate(args):
+            value = args[i + 1] if a == "-L" and i + 1 < len(args) else a[2:]
+            if not a.startswith("-L") or not value:
+                continue
+            parts = value.split(":", 2) if value.startswith(":") else ["", *value.split(":", 1)]
+            if len(parts) == 3 and parts[2] and parts[2] not in out:
+                out.append(parts[2])
+        return out
 
     def max_count(self) -> int | None:
         """``-N``, ``-n N``, ``--max-count=N`` of a log command."""
@@ -856,6 +945,15 @@ class Predictor:
     ) -> Plan:
         ix = self.index
         cmd = intent.command
+        # log -L: the versions of its files, from the newest, past renames (as blame).
+        files = intent.line_log_paths()
+        if files:
+            cands = []
+            for path in files:
+                pid = ix.path_id.get(os.path.normpath(intent.prefix + path))
+                if pid is not None:
+                    cands += self._lineage(pid, None, allowed)
+            return self._take(cands, budget, f"log -L {' '.join(files)}")
         # blame: one version of a path at a time.
         if len(want) == 1 and cmd not in TREE_COMMANDS and not intent.is_log:
             oid = next(iter(want))
@@ -894,11 +992,38 @@ class Predictor:
         path = ix.paths[pid]
         if allowed is not None and not allowed(path):
             return Plan()
-        versions = ix.versions(pid)
-        start = next((i for i, (_, v) in enumerate(versions) if v == oid), 0)
-        # The versions older than the one asked for, newest first: what blame reads next.
-        cands = [v for _, v in versions[start:]]
+        # The versions older than the one asked for, newest first, and on past renames:
+        # what blame reads next.
+        cands = self._lineage(pid, oid, allowed)
         return self._take(cands, budget, f"blame {path}")
+
+    def _lineage(
+        self, pid: int, oid: bytes | None, allowed: Callable[[str], bool] | None
+    ) -> list[bytes]:
+        """A file's versions back past its renames (``HistoryIndex.lineage``), and what git's
+        rename detection reads where each of its paths first appears: blame, log --follow and
+        log -L look there for the file it came from (in a merge: in its diffs against the
+        parents that lack the path)."""
+        ix = self.index
+
+        def ok(q: int) -> bool:
+            return allowed is None or allowed(ix.paths[q])
+
+        versions = ix.lineage(pid, oid)
+        out = [v for q, v in versions if ok(q)]
+        merges: set[int] = set()
+        for q in dict.fromkeys(q for q, _ in versions):
+            for c in ix.added_in(q):
+                if ix.merge[c]:
+                    merges.add(c)
+                else:
+                    out += [v for r, v in ix.rename_candidates(c) if ok(r)]
+        if merges:
+            for r, old, new in self._rename_candidates(sorted(merges)):
+                blob = old or new
+                if blob is not None and ok(r):
+                    out.append(blob)
+        return out
 
     # -- log ------------------------------------------------------------------------------
     def _log(
@@ -1088,12 +1213,20 @@ class Predictor:
         if not intent.walks:
             return None
         if "--" in intent.args:
-            return intent.matcher(intent.pathspec())
-        paths = [
-            w
-            for w in intent.words()
-            if ".." not in w and not w.startswith("^") and self._rev_tree(w) is None
-        ]
+            paths = intent.pathspec()
+        else:
+            paths = [
+                w
+                for w in intent.words()
+                if ".." not in w and not w.startswith("^") and self._rev_tree(w) is None
+            ]
+        if "--follow" in intent.options() and len(paths) == 1:
+            # One file, followed past its renames: the paths it had before.
+            path = os.path.normpath(intent.prefix + paths[0])
+            pid = self.index.path_id.get(path)
+            if pid is not None:
+                names = {self.index.paths[q] for q, _ in self.index.lineage(pid)}
+                return names.__contains__
         return intent.matcher(paths)
 
     def _push_parents(self, s: _LogSession, c: int) -> None:

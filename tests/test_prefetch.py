@@ -179,6 +179,56 @@ def test_log_variants_need_few_batches(
     assert any(" prefetch: " in ln and f"(git {args[0]})" in ln for ln in daemon_log(fresh))
 
 
+def renamed_file(large: Published) -> str:
+    """A file of the sample that was renamed (git finds it), with the most versions."""
+    renames = git(large.full, "log", "-M", "--diff-filter=R", "--format=", "--name-status").text
+    best = ("", 0)
+    for line in renames.splitlines():
+        path = line.split("\t")[-1]
+        n = len(git(large.full, "log", "--follow", "--format=%h", "--", path).text.split())
+        best = max(best, (path, n), key=lambda b: b[1])
+    assert best[1] > len(git(large.full, "log", "--format=%h", "--", best[0]).text.split())
+    return best[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["blame", "HEAD", "--"], ["log", "-p", "--follow", "--"], ["log", "-L1,3:"]],
+    ids=["blame", "log-follow", "log-L"],
+)
+def test_a_file_is_followed_past_its_renames(
+    args: list[str], fresh: Path, large: Published
+) -> None:
+    """blame, log --follow and log -L go on to the path a file had before its rename:
+    its versions there came in batches of their own (blame 2, log --follow 5, log -L 4 on
+    bench.git).  So did what git's rename detection reads where the file first appears.
+    log -L reads more at merges (one blob, here): not modelled."""
+    path = renamed_file(large)
+    cmd = [*args[:-1], args[-1] + path] if args[-1].endswith(":") else [*args, path]
+    compare(fresh, large.full, *cmd)
+    batches = [ln for ln in daemon_log(fresh) if " batch: " in ln]
+    assert len(batches) <= (2 if args[1].startswith("-L") else 1), batches
+
+
+def test_lineage_is_what_git_log_follow_shows(index: HistoryIndex, large: Published) -> None:
+    path = renamed_file(large)
+    raw = git(large.full, "log", "--follow", "--raw", "--no-abbrev", "--format=", "--", path)
+    shown = {ln.split()[3] for ln in raw.text.splitlines() if ln.startswith(":")}
+    got = {v.hex() for _, v in index.lineage(index.path_id[path])}
+    assert got == shown - {"0" * 40}
+    assert len({q for q, _ in index.lineage(index.path_id[path])}) > 1
+
+
+def test_line_log_paths() -> None:
+    assert Intent("log", ["-L1,5:a.py", "-L", ":main:b/c.py", "--", "x"]).line_log_paths() == [
+        "a.py",
+        "b/c.py",
+    ]
+    assert Intent("log", ["-L/re:x/,+2:d.py"]).line_log_paths() == ["x/,+2:d.py"]
+    assert Intent("log", ["-p", "--", "-Lfile"]).line_log_paths() == []
+    assert Intent("show", ["-L1,2:a"]).line_log_paths() == []
+
+
 def test_grep_in_a_subdirectory_prefetches_that_directory(fresh: Path, large: Published) -> None:
     """git grep REV run in a subdirectory searches that directory only: the prefetch too.
     Outside it, only the delta bases of its blobs come along."""
