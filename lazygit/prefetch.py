@@ -1331,12 +1331,16 @@ class Predictor:
         if len(run.requests) < 2:
             return Plan(reason="tree (unconfirmed)")
         cands = self._candidate_trees(run)
-        if not cands:
-            return Plan()
-        listing = self.trees[cands[0]]
-        assert listing is not None
-        # Paths where another candidate holds something else: git has not said which.
-        differ: set[str] = set().union(*(self.differ[(cands[0], t)] for t in cands[1:]))
+        if cands:
+            listing = self.trees[cands[0]]
+            assert listing is not None
+            # Paths where another candidate holds something else: git has not said which.
+            differ: set[str] = set().union(*(self.differ[(cands[0], t)] for t in cands[1:]))
+        else:
+            guess = self._commit_tree(run)
+            if guess is None:
+                return Plan()
+            listing, differ = guess, set()
         # Where git is in the tree, and the directory the run stays in.
         positions = [listing.position[p] for _, p in run.requests if p in listing.by_path]
         if not positions:
@@ -1422,6 +1426,27 @@ class Predictor:
         if tree not in self.trees:
             self.trees[tree] = ls_tree(self.git_dir, tree)
         return self.trees[tree]
+
+    def _commit_tree(self, run: _TreeRun) -> TreeListing | None:
+        """For a run no ref tree fits (``cat-file --batch`` of an old commit's tree): the
+        tree of the newest commit that gave one of its paths the blob asked for, if it holds
+        every (blob, path) of the run.  The commit git walks is that one or a later one: its
+        blobs may differ where later commits changed them, and git's requests for those
+        show the way to a later commit."""
+        ix = self.index
+        sites = set()
+        for oid, path in run.requests[-16:]:  # (the latest tell the most)
+            pid = ix.path_id.get(path)
+            for c, q in ix.sites(oid):
+                if q == pid and any(o != oid and n == oid for r, o, n in ix.changes(c) if r == pid):
+                    sites.add(c)
+        for c in sorted(sites)[:4]:  # newest first
+            listing = self._listing(ix.commits[c])
+            if listing is not None and all(
+                not p or listing.by_path.get(p) == oid for oid, p in run.requests
+            ):
+                return listing
+        return None
 
     def _candidate_trees(self, run: _TreeRun) -> list[str]:
         """Ref trees holding every (blob, path) of the run, newest first.

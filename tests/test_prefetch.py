@@ -456,6 +456,18 @@ def test_a_walk_in_tree_order_brings_the_rest_at_once(
             local.add(oid)
             local.update(p.plan([oid], Intent(), 1 << 30).oids)
     assert asked <= 4, asked  # the first, the rest, and where the candidate trees disagreed
+    # The tree of an old commit no ref points at (it took a request per blob): the tree of
+    # the commit that gave one of the paths asked for its blob, then of later ones.
+    old = git(large.full, "ls-tree", "-r", "HEAD~300", env=NO_LAZY).text
+    oids = [bytes.fromhex(ln.split("\t")[0].split()[2]) for ln in old.splitlines()]
+    local.clear()
+    p, asked = predictor(large, index, local), 0
+    for oid in oids:
+        if oid not in local:
+            asked += 1
+            local.add(oid)
+            local.update(p.plan([oid], Intent("cat-file", ["--batch"]), 1 << 30).oids)
+    assert asked <= 10, asked
     editor = predictor(large, index, set())
     assert not editor.plan([oids[40]], Intent(), 1 << 30).oids
     window = editor.plan([oids[3]], Intent(), 1 << 30)
