@@ -335,8 +335,8 @@ class HistoryIndex:
     def renamed_from(self, c: int, pid: int) -> tuple[int, bytes] | None:
         """If commit ``c`` added path ``pid`` by a rename: the path it came from and the
         blob it had there.  git pairs renames by content: the deleted file with the same
-        blob, else the one deleted with the same file name, else the only one deleted (a
-        wrong guess costs the versions of another file, within the budget)."""
+        blob, else the one deleted with the same file name, else the only one deleted, if
+        of the same kind (extension): a wrong guess costs the versions of another file."""
         if self.merge[c]:
             return None
         changes = self.changes(c)
@@ -351,7 +351,11 @@ class HistoryIndex:
         same = [(q, old) for q, old in gone if os.path.basename(self.paths[q]) == name]
         if len(same) == 1:
             return same[0]
-        return gone[0] if len(gone) == 1 else None
+        if len(gone) == 1:
+            q, _ = gone[0]
+            if os.path.splitext(self.paths[q])[1] == os.path.splitext(self.paths[pid])[1]:
+                return gone[0]
+        return None
 
     def rename_candidates(self, c: int) -> list[tuple[int, bytes]]:
         """(path id, blob) of what git's rename detection reads in non-merge commit ``c``'s
