@@ -22,6 +22,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -120,10 +121,20 @@ def start(
 
 
 def finish(proc: subprocess.Popen[bytes], cmd: list[str]) -> None:
-    """Wait for ``proc``, keep its peak RSS, fail loudly if it failed."""
+    """Wait for ``proc``, keep its peak RSS, fail loudly if it failed.
+
+    Its stderr is read while it runs: git's partial clone, lazily fetching 5,103 blobs one
+    at a time, wrote more than a pipe holds (gc --auto's notices) and waited for a reader
+    that waited for it to exit."""
+    chunks: list[bytes] = []
+    reader = threading.Thread(
+        target=lambda: chunks.append(proc.stderr.read() if proc.stderr else b""), daemon=True
+    )
+    reader.start()
     _, status, _usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    lines = (proc.stderr.read().decode() if proc.stderr else "").splitlines()
+    reader.join(60)  # (a detached grandchild may hold stderr open: do not wait for it long)
+    lines = b"".join(chunks).decode(errors="replace").splitlines()
     for line in lines:
         if line.startswith(_RSS_MARK):
             _PEAK_RSS_KB[0] = max(_PEAK_RSS_KB[0], int(line[len(_RSS_MARK) :]))
