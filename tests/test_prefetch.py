@@ -179,8 +179,13 @@ def test_log_variants_need_few_batches(
     assert any(" prefetch: " in ln and f"(git {args[0]})" in ln for ln in daemon_log(fresh))
 
 
+_RENAMED: dict[Path, str] = {}
+
+
 def renamed_file(large: Published) -> str:
     """A file of the sample that was renamed (git finds it), with the most versions."""
+    if large.full in _RENAMED:
+        return _RENAMED[large.full]
     renames = git(large.full, "log", "-M", "--diff-filter=R", "--format=", "--name-status").text
     best = ("", 0)
     for line in renames.splitlines():
@@ -188,6 +193,7 @@ def renamed_file(large: Published) -> str:
         n = len(git(large.full, "log", "--follow", "--format=%h", "--", path).text.split())
         best = max(best, (path, n), key=lambda b: b[1])
     assert best[1] > len(git(large.full, "log", "--format=%h", "--", best[0]).text.split())
+    _RENAMED[large.full] = best[0]
     return best[0]
 
 
@@ -442,8 +448,9 @@ def test_a_walk_in_tree_order_brings_the_rest_at_once(
 ) -> None:
     """`cat-file --batch` of an ls-tree gives no command line to go by: its second request,
     in tree order, brings the rest of the directory the run stays in (the paths where ref
-    trees that fit the run disagree come once git has said which).  Requests out of tree
-    order (an editor opening files) bring a window of the next blobs instead."""
+    trees that fit the run disagree come once git has said which), also for the tree of a
+    commit no ref points at.  Requests out of tree order (an editor opening files) bring a
+    window of the next blobs instead."""
     listing = git(large.full, "ls-tree", "-r", "HEAD", "--", "src", env=NO_LAZY).text
     oids = [bytes.fromhex(ln.split("\t")[0].split()[2]) for ln in listing.splitlines()]
     assert len(oids) > 2 * TREE_FIRST_WINDOW
@@ -459,10 +466,10 @@ def test_a_walk_in_tree_order_brings_the_rest_at_once(
     # The tree of an old commit no ref points at (it took a request per blob): the tree of
     # the commit that gave one of the paths asked for its blob, then of later ones.
     old = git(large.full, "ls-tree", "-r", "HEAD~300", env=NO_LAZY).text
-    oids = [bytes.fromhex(ln.split("\t")[0].split()[2]) for ln in old.splitlines()]
+    old_oids = [bytes.fromhex(ln.split("\t")[0].split()[2]) for ln in old.splitlines()]
     local.clear()
     p, asked = predictor(large, index, local), 0
-    for oid in oids:
+    for oid in old_oids:
         if oid not in local:
             asked += 1
             local.add(oid)
