@@ -643,10 +643,10 @@ def _merge_diffs(command: str, options: Sequence[str]) -> str:
 _STAT_OPTIONS = ("--stat", "--numstat", "--shortstat", "--dirstat", "--patch-with-stat")
 
 
-def _finds_renames(options: Sequence[str]) -> bool:
-    """Whether a log's diffs look for renames: git's default (diff.renames, true since git
-    2.9, is taken as set), unless ``--no-renames`` comes after any ``-M``."""
-    found = True
+def _finds_renames(options: Sequence[str], default: bool = True) -> bool:
+    """Whether a log's diffs look for renames: ``default`` (diff.renames, true unless set
+    false), unless ``--no-renames`` or ``-M`` (the last one) says otherwise."""
+    found = default
     for o in options:
         if o == "--no-renames":
             found = False
@@ -904,6 +904,7 @@ class Predictor:
         self.last_single: tuple[float, int | None, bytes] | None = None
         self.trees: dict[str, TreeListing | None] = {}
         self.differ: dict[tuple[str, str], frozenset[str]] = {}  # see _compare
+        self._diff_renames: bool | None = None  # (read once: see _renames_by_default)
         self.rev_trees: dict[str, str | None] = {}
         self._ref_trees: list[str] | None = None
         self._exclude: set[bytes] = set()
@@ -1048,7 +1049,7 @@ class Predictor:
                 intent_pid=intent.pid,
                 first_parent="--first-parent" in options,
                 merge_diffs=_merge_diffs(intent.command, options),
-                renames=_finds_renames(options),
+                renames=_finds_renames(options, self._renames_by_default()),
                 topo=_topo_order(options),
             )
         s.last = now
@@ -1161,6 +1162,18 @@ class Predictor:
         while s.newest > 0:
             s.newest -= 1
             yield s.newest
+
+    def _renames_by_default(self) -> bool:
+        """git config diff.renames (true, its default since git 2.9, unless set false)."""
+        if self._diff_renames is None:
+            proc = run_git(
+                ["config", "--get", "diff.renames"],
+                env={"GIT_DIR": str(self.git_dir)},
+                check=False,
+            )
+            value = proc.stdout.decode(errors="replace").strip().lower()
+            self._diff_renames = value not in ("false", "no", "off", "0")
+        return self._diff_renames
 
     def _log_tips(self, intent: Intent, c: int) -> list[int]:
         """The commit a log starts from: its one revision (HEAD when it names none), or,

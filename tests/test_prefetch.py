@@ -31,6 +31,7 @@ from lazygit.prefetch import (
     HistoryIndex,
     Intent,
     Predictor,
+    _finds_renames,
     _merge_diffs,
     _split_diffs,
     _topo_order,
@@ -647,6 +648,12 @@ def test_topo_order_is_gits(index: HistoryIndex, large: Published) -> None:
     assert _topo_order(["-p", "--graph"]) and _topo_order(["--date-order", "--topo-order"])
     assert not _topo_order(["--graph", "--date-order"])
     assert not _topo_order(["--date-order", "--graph"]) and not _topo_order(["-p"])
+
+
+def test_which_logs_find_renames() -> None:
+    assert _finds_renames(["-p"]) and not _finds_renames(["-p"], default=False)
+    assert not _finds_renames(["-M", "--no-renames"]) and _finds_renames(["--no-renames", "-M50%"])
+    assert _finds_renames(["--find-renames"], default=False)
 
 
 def test_which_merge_diffs_a_walk_shows() -> None:
