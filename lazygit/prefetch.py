@@ -357,24 +357,10 @@ class HistoryIndex:
                 return gone[0]
         return None
 
-    def rename_candidates(self, c: int) -> list[tuple[int, bytes]]:
-        """(path id, blob) of what git's rename detection reads in non-merge commit ``c``'s
-        diff: the files added and deleted that no exact rename (the same blob) pairs, when
-        there are both."""
-        if self.merge[c]:
-            return []
-        changes = self.changes(c)
-        added = {new for _, old, new in changes if old is None and new is not None}
-        deleted = {old for _, old, new in changes if new is None and old is not None}
-        exact = added & deleted
-        if not (added - exact and deleted - exact):
-            return []
-        out: list[tuple[int, bytes]] = []
-        for q, old, new in changes:
-            blob = new if old is None else old if new is None else None
-            if blob is not None and blob not in exact:
-                out.append((q, blob))
-        return out
+    def rename_candidates(self, c: int) -> list[tuple[int, bytes | None, bytes | None]]:
+        """The changes of non-merge commit ``c`` whose blobs git's rename detection reads
+        (``_rename_reads``)."""
+        return [] if self.merge[c] else _rename_reads(self.changes(c))
 
     def added_in(self, pid: int) -> list[int]:
         """The commits whose diffs (a merge's against any parent) add path ``pid``."""
@@ -557,10 +543,14 @@ class Intent:
         args = self.args[: self.args.index("--")] if "--" in self.args else self.args
         return [a for a in args if a.startswith("-")]
 
+    def repo_path(self, path: str) -> str:
+        """A path the command was given, from the top of the work tree."""
+        return os.path.normpath(self.prefix + path)
+
     def matcher(self, specs: Sequence[str]) -> Callable[[str], bool] | None:
         """:func:`pathspec_matcher` of the command's pathspecs, taken from its directory."""
         if self.prefix:
-            specs = [s if s.startswith(":") else os.path.normpath(self.prefix + s) for s in specs]
+            specs = [s if s.startswith(":") else self.repo_path(s) for s in specs]
         return pathspec_matcher(specs)
 
     def pathspec(self) -> list[str]:
@@ -665,6 +655,24 @@ def _topo_order(options: Sequence[str]) -> bool:
         elif o == "--graph" and not order:
             order = "--topo-order"
     return order == "--topo-order"
+
+
+def _rename_reads(
+    changes: Iterable[tuple[int, bytes | None, bytes | None]],
+) -> list[tuple[int, bytes | None, bytes | None]]:
+    """The changes of one diff whose blobs git's rename detection reads: the files added and
+    deleted that no exact rename (the same blob) pairs, when there are both."""
+    changes = list(changes)
+    added = {new for _, old, new in changes if old is None and new is not None}
+    deleted = {old for _, old, new in changes if new is None and old is not None}
+    exact = added & deleted
+    if not (added - exact and deleted - exact):
+        return []
+    return [
+        (q, old, new)
+        for q, old, new in changes
+        if (old is None) != (new is None) and (old or new) not in exact
+    ]
 
 
 def _split_diffs(
@@ -955,7 +963,7 @@ class Predictor:
         if files:
             cands = []
             for path in files:
-                pid = ix.path_id.get(os.path.normpath(intent.prefix + path))
+                pid = ix.path_id.get(intent.repo_path(path))
                 if pid is not None:
                     cands += self._lineage(pid, None, allowed)
             return self._take(cands, budget, f"log -L {' '.join(files)}")
@@ -1017,17 +1025,19 @@ class Predictor:
         versions = ix.lineage(pid, oid)
         out = [v for q, v in versions if ok(q)]
         merges: set[int] = set()
+        changes: list[tuple[int, bytes | None, bytes | None]] = []  # (rename candidates)
         for q in dict.fromkeys(q for q, _ in versions):
             for c in ix.added_in(q):
                 if ix.merge[c]:
                     merges.add(c)
                 else:
-                    out += [v for r, v in ix.rename_candidates(c) if ok(r)]
+                    changes += ix.rename_candidates(c)
         if merges:
-            for r, old, new in self._rename_candidates(sorted(merges)):
-                blob = old or new
-                if blob is not None and ok(r):
-                    out.append(blob)
+            changes += self._rename_candidates(sorted(merges))
+        for r, old, new in changes:
+            blob = old or new
+            if blob is not None and ok(r):
+                out.append(blob)
         return out
 
     # -- log ------------------------------------------------------------------------------
@@ -1239,7 +1249,7 @@ class Predictor:
             ]
         if "--follow" in intent.options() and len(paths) == 1:
             # One file, followed past its renames: the paths it had before.
-            path = os.path.normpath(intent.prefix + paths[0])
+            path = intent.repo_path(paths[0])
             pid = self.index.path_id.get(path)
             if pid is not None:
                 names = {self.index.paths[q] for q, _ in self.index.lineage(pid)}
@@ -1317,11 +1327,7 @@ class Predictor:
         pairs = [(m, p) for m in merges for p in ix.parents[m]]
         out: list[tuple[int, bytes | None, bytes | None]] = []
         for d in self._diffs(pairs, "--diff-filter=AD") or ():
-            added = {new for old, new in d.values() if old is None}
-            deleted = {old for old, new in d.values() if new is None}
-            exact = added & deleted
-            if added - exact and deleted - exact:
-                out += [(pid, o, n) for pid, (o, n) in d.items() if (o or n) not in exact]
+            out += _rename_reads((pid, old, new) for pid, (old, new) in d.items())
         return out
 
     # -- trees ----------------------------------------------------------------------------
