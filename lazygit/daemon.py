@@ -241,7 +241,7 @@ class Daemon:
 
         self.git_dir = git_dir
         #: Which directory we serve: one made again at its path (a new clone) is not it.
-        self.dir_id = _dir_id(git_dir)
+        self.dir_id = _file_id(git_dir)
         self.repo = LocalRepo(git_dir, None)
         if settings is None or config_stamp is None:
             config_stamp = config_mtimes(git_dir)
@@ -922,7 +922,7 @@ def _log(line: str) -> None:
 def _idle_watch(server: _Server, daemon: Daemon) -> None:
     while not server.stopping:
         time.sleep(min(1.0, daemon.settings.daemonIdleSeconds / 4))
-        if not (daemon.git_dir / "objects").is_dir() or _dir_id(daemon.git_dir) != daemon.dir_id:
+        if not (daemon.git_dir / "objects").is_dir() or _file_id(daemon.git_dir) != daemon.dir_id:
             daemon.log(f"{daemon.git_dir} is gone (the repository moved or was deleted), exiting")
             server.stopping = True
             server.shutdown()
@@ -935,8 +935,8 @@ def _idle_watch(server: _Server, daemon: Daemon) -> None:
             return
 
 
-def _dir_id(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of a directory, None if it is gone."""
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file or directory, None if it is gone."""
     try:
         st = os.stat(path)
     except OSError:
@@ -1033,7 +1033,7 @@ def serve(git_dir: Path) -> int:
         server = _Server(str(path), _Handler)
     finally:
         os.umask(old_umask)
-    ours = os.stat(path)
+    ours = _file_id(path)
     info = publish(git_dir, settings)
     # The start-up (httpx's imports, the pack indexes) makes ~10^5 objects that live as long
     # as we do: collecting while they are made, and walking them at every full collection
@@ -1078,11 +1078,10 @@ def serve(git_dir: Path) -> int:
     return 0
 
 
-def _unlink_socket(path: Path, ours: os.stat_result) -> None:
+def _unlink_socket(path: Path, ours: tuple[int, int] | None) -> None:
     """Remove our socket file, unless another daemon's has taken its place."""
-    with contextlib.suppress(OSError):
-        now = os.stat(path)
-        if (now.st_dev, now.st_ino) == (ours.st_dev, ours.st_ino):
+    if ours is not None and _file_id(path) == ours:
+        with contextlib.suppress(OSError):
             path.unlink()
 
 
