@@ -24,6 +24,7 @@ from lazygit.config import Settings, remote_config
 from lazygit.discovery import RemoteRepo, discover, peeled_oids, refs_reply
 from lazygit.fetch import fetch_metadata
 from lazygit.localrepo import LocalRepo
+from lazygit.progress import QUIET, Progress
 from lazygit.remote import DumbRemote
 
 
@@ -53,7 +54,9 @@ class Adopter:
         repository: `git ls-remote lazy::URL`)."""
         return refs_reply(self._discover())
 
-    def adopt(self, wants: list[str], remote: str | None = None) -> dict[str, Any]:
+    def adopt(
+        self, wants: list[str], remote: str | None = None, progress: Progress = QUIET
+    ) -> dict[str, Any]:
         """Make the repository a lazygit clone of the server: its pack catalog, and the
         commits, trees and tags of every server pack and of the loose objects the refs reach.
 
@@ -61,7 +64,7 @@ class Adopter:
         them: a run stopped in between leaves a clone whose next `git fetch` reads what is
         missing.  Returns a reply in the form of the daemon's (objects, bytes, requests,
         seconds), and ``complete``: whether the objects git ``wants`` (hex ids) are all local
-        now.
+        now.  ``progress`` draws the bars `lazygit clone` draws (git asked for progress).
 
         ``remote`` (git's name for it) becomes ``extensions.partialClone`` when that is
         unset, as `lazygit clone` writes it: git 2.39's `git clone --filter` marks the remote
@@ -72,9 +75,12 @@ class Adopter:
         repo = LocalRepo(self.git_dir, None)
         snapshot = self._discover()
         catalog = Catalog(snapshot.sources, repo.state_dir)
-        catalog.load_packs(self.settings)  # (saves the catalog)
+        n_packs = sum(len(s.packs) for s in snapshot.sources)
+        task = progress.task("pack indexes", total=n_packs, count=True)
+        catalog.load_packs(self.settings, on_pack=task.advance)  # (saves the catalog)
+        task.done()
         roots = peeled_oids(snapshot.refs) | ({snapshot.head_oid} if snapshot.head_oid else set())
-        stats = fetch_metadata(catalog, repo, self.settings, roots)
+        stats = fetch_metadata(catalog, repo, self.settings, roots, progress)
         catalog.meta_done.update(h.name for h in catalog.packs)
         catalog.save()
         _name_the_promisor_remote(repo, remote)

@@ -204,7 +204,7 @@ def _clone(
         # Pack indexes and pack bytes go to the resume directory first: kept if we fail.
         catalog = Catalog(snapshot.sources, resume / "catalog")
         n_packs = sum(len(s.packs) for s in snapshot.sources)
-        task = progress.task("pack indexes", total=n_packs)
+        task = progress.task("pack indexes", total=n_packs, count=True)
         catalog.load_packs(settings, on_pack=task.advance)
         task.done()
         store = RangeStore(resume / "ranges")
@@ -311,7 +311,7 @@ def _checkout(
             f"object {oid.hex()} ({blobs[oid]}) is not on the server",
             "the server's repository is incomplete: run `git fsck` there",
         )
-    task = progress.task("checkout", total=None)
+    task = progress.task("checkout", total=None, count=True)
     repo.git(["read-tree", "--reset", "-u", "HEAD"])
     task.done()
     result.files = len(blobs)

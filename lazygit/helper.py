@@ -236,7 +236,14 @@ class RemoteHelper:
                 f"{self.git_dir} is not a lazygit clone",
                 "make one with lazygit clone URL, or git clone --filter=blob:none lazy::URL",
             )
-        reply = self._adopting(self.git_dir).adopt(oids, self.remote)
+        adopter = self._adopting(self.git_dir)
+        if self.progress:  # git's stderr is a terminal (or --progress): the clone's bars
+            from lazygit.progress import Progress
+
+            with Progress() as progress:
+                reply = adopter.adopt(oids, self.remote, progress)
+        else:
+            reply = adopter.adopt(oids, self.remote)
         if self.progress:
             self.err.write(
                 daemonclient.describe(reply).replace("fetched", "fetched the commits and trees:")

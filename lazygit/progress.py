@@ -42,20 +42,15 @@ class Progress:
     def __enter__(self) -> Progress:
         if self.enabled:
             from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
+            from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
 
+            amount, rate = _columns()
             self._rich = RichProgress(
                 TextColumn("{task.description:<18}"),
                 BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
+                amount,
+                rate,
                 TimeRemainingColumn(),
                 console=Console(stderr=True),
                 transient=False,
@@ -72,9 +67,7 @@ class Progress:
         """A bar; ``count=True`` shows items instead of bytes."""
         if self._rich is None:
             return Task()
-        if count:
-            description = f"{description}"
-        return Task(self._rich, self._rich.add_task(description, total=total))
+        return Task(self._rich, self._rich.add_task(description, total=total, count=count))
 
     def log(self, message: str) -> None:
         """A line above the bars (or on stderr when there are none), e.g. a warning."""
@@ -85,6 +78,35 @@ class Progress:
 
 
 QUIET = Progress(quiet=True)
+
+
+def _columns() -> tuple[Any, Any]:
+    """The amount and rate columns: bytes and bytes/s, or for a ``count`` bar (pack
+    indexes) "done/total" and nothing."""
+    from rich.progress import DownloadColumn, ProgressColumn, TransferSpeedColumn
+    from rich.text import Text
+
+    class Amount(ProgressColumn):
+        def __init__(self) -> None:
+            super().__init__()
+            self._bytes = DownloadColumn()
+
+        def render(self, task: Any) -> Any:
+            if not task.fields.get("count"):
+                return self._bytes.render(task)
+            if not task.total:
+                return Text("")
+            return Text(f"{task.completed:,.0f}/{task.total:,.0f}", style="progress.download")
+
+    class Rate(ProgressColumn):
+        def __init__(self) -> None:
+            super().__init__()
+            self._speed = TransferSpeedColumn()
+
+        def render(self, task: Any) -> Any:
+            return Text("") if task.fields.get("count") else self._speed.render(task)
+
+    return Amount(), Rate()
 
 
 def human_size(n: float) -> str:

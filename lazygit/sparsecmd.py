@@ -244,7 +244,7 @@ def sparse_set(
         new = list(dict.fromkeys([*current, *new]))
     blobs = index_blobs(repo, cone_matcher(new))
     result = hydrate(repo, settings, blobs, progress, batch_size=len(blobs) or 1, label="cone")
-    task = progress.task("working tree", total=None)
+    task = progress.task("working tree", total=None, count=True)
     repo.git(["sparse-checkout", "set", "--cone", "--", *new])  # GIT_NO_LAZY_FETCH=1
     task.done()
     return SparseResult(new, result)
