@@ -68,6 +68,10 @@ MERGES_AT_ONCE = 32
 #: editor opening files) brings the next blobs in windows: this many, and growing.
 TREE_FIRST_WINDOW = 64
 TREE_GROWTH = 2.0
+#: Requests of two git commands form one tree run only when the second follows the first
+#: this closely: a tool (a script running `git show REV:PATH` file by file), not someone
+#: typing two unrelated commands, whose second command would bring the rest of the tree.
+TOOL_GAP_SECONDS = 1.0
 #: Size assumed for a blob in no server pack (a loose object of a recent push).
 LOOSE_GUESS = 4096
 
@@ -878,6 +882,7 @@ class _LogSession:
 class _TreeRun:
     requests: list[tuple[bytes, str]] = field(default_factory=list)
     last: float = 0.0
+    pid: int = 0  # the git command of its latest request (0: unknown)
     window: int = 0
     candidates: list[str] | None = None  # tree oids
 
@@ -1344,9 +1349,11 @@ class Predictor:
             if plan is not None:
                 return plan
         run = self.tree_run
-        if now - run.last > PATTERN_SECONDS:
+        gap = now - run.last
+        another = bool(intent.pid and run.pid and intent.pid != run.pid)
+        if gap > PATTERN_SECONDS or (another and gap > TOOL_GAP_SECONDS):
             run = self.tree_run = _TreeRun()
-        run.last = now
+        run.last, run.pid = now, intent.pid
         ix = self.index
         for oid in want:
             paths = sorted(ix.paths_of(oid))
