@@ -505,6 +505,19 @@ def test_two_commands_typed_apart_are_no_tree_run(index: HistoryIndex, large: Pu
     assert "tree run" in again.reason and oids[2] in again.oids
 
 
+def test_a_request_for_several_blobs_is_no_tree_run(index: HistoryIndex, large: Published) -> None:
+    """git asked for several blobs in one lazy fetch (`git diff A B`): it is not walking a
+    tree, and nothing more is worth the tree listings it takes to guess one (by hand, a
+    `git diff HEAD~10 HEAD` of 4 missing blobs took 0.30 s, not 0.06, and brought 35 more)."""
+    head = git(large.full, "ls-tree", "-r", "HEAD", "--", "src", env=NO_LAZY).text.split("\n")
+    oids = [bytes.fromhex(ln.split()[2]) for ln in head if ln][:6]
+    p = predictor(large, index, set())
+    for i in range(0, 6, 2):
+        plan = p.plan(oids[i : i + 2], Intent("diff", ["HEAD~10", "HEAD"], 201), 1 << 30)
+        assert not plan.oids, plan.reason
+    assert not p.trees  # no tree was listed
+
+
 def test_misread_command_line_falls_back_to_the_requests(
     index: HistoryIndex, large: Published
 ) -> None:
