@@ -211,6 +211,7 @@ class ReadObjectDriver:
             ],
             env=env,
             capture_output=True,
+            cwd=self.cwd,  # (where a relative GIT_DIR points from, as for the hook)
         )
         return proc.returncode == 0
 

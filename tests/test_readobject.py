@@ -272,6 +272,29 @@ def test_objects_are_fetched_through_the_daemon(
         assert shown.stdout == blobs[oid]
 
 
+@pytest.mark.parametrize("where", ["relative GIT_DIR", "linked worktree"])
+def test_the_hook_finds_the_repository_as_git_names_it(
+    repo: LocalRepo, daemon: FakeDaemon, blobs: dict[str, bytes], where: str
+) -> None:
+    """git runs hooks in the worktree top with GIT_DIR as it found it: ".git" (relative to
+    that directory) in the main worktree, .git/worktrees/NAME in a linked one, whose objects
+    and daemon are the common directory's (its ``commondir`` file, a relative path)."""
+    git_dir: Path = Path(".git")
+    cwd = repo.worktree
+    if where == "linked worktree":
+        git("commit", "-q", "--allow-empty", "-m", "first", cwd=repo.worktree)
+        cwd = repo.worktree.parent / "linked"
+        git("worktree", "add", "-q", "--detach", str(cwd), cwd=repo.worktree)
+        git_dir = repo.git_dir / "worktrees" / "linked"
+        assert (git_dir / "commondir").read_text().strip() == "../.."
+    oids = list(blobs)
+    with ReadObjectDriver(hook_of(repo), git_dir, cwd=cwd) as driver:
+        assert [driver.get(oid) for oid in oids] == ["success"] * len(oids)
+        assert driver.close() == 0
+        assert driver.stderr_text() == ""
+    assert daemon.fetched() == oids
+
+
 def test_daemon_failure_is_status_error_with_one_line(
     repo: LocalRepo, daemon: FakeDaemon, blobs: dict[str, bytes]
 ) -> None:
