@@ -33,9 +33,10 @@ from lazygit import __version__
 from lazygit.daemonclient import same_dir
 from lazygit.errors import DaemonError, LazyGitError
 from lazygit.localrepo import LocalRepo
+from lazygit.progress import QUIET, Progress, Tally
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from lazygit.catalog import Catalog
     from lazygit.config import Settings
@@ -87,6 +88,9 @@ PER_REQUEST = ("offline", "outsideCone", "prefetchBytes", "familyBytes")
 #: Seconds between looks whether a due merge of promisor packs can run (maintenance.py),
 #: doubling up to the second while a git process has them open.
 MERGE_POLL = 0.25
+#: A request that asked for progress ("progress": true) gets a progress line this often
+#: while its batches run (none for a batch that ends sooner).
+PROGRESS_SECONDS = 0.5
 MERGE_POLL_MAX = 4.0
 #: Beyond this many times lazygit.maxPromisorPacks, the merge runs at once, open or not.  It
 #: runs inside a batch, whose git has every pack open: that git then counts the merged objects
@@ -162,6 +166,7 @@ class Batch:
         self.done = threading.Event()
         self.error: str | None = None
         self.stats: dict[str, Any] = {}
+        self.tally = Tally()  # bytes read so far, of the bytes its rounds so far read
 
 
 class Batcher:
@@ -210,7 +215,7 @@ class Batcher:
                 for oid in batch.oids:
                     self.inflight[oid] = batch
             try:
-                batch.stats = self.daemon.run_batch(list(batch.oids))
+                batch.stats = self.daemon.run_batch(list(batch.oids), batch.tally)
             except LazyGitError as exc:
                 batch.error = str(exc)
             except Exception as exc:  # keep serving; the log has the details
@@ -678,9 +683,9 @@ class Daemon:
                 self.log_exception()
 
     # -- work ---------------------------------------------------------------------------
-    def run_batch(self, oids: list[bytes]) -> dict[str, Any]:
+    def run_batch(self, oids: list[bytes], tally: Progress = QUIET) -> dict[str, Any]:
         with self.write_lock:
-            stats = self.engine.fetch(oids)
+            stats = self.engine.fetch(oids, tally)
             self.bound_packs()
             self.local.refresh()
         if stats.refreshed:
@@ -701,8 +706,14 @@ class Daemon:
         }
 
     def fetch(
-        self, hex_oids: list[str], pid: int | None = None, config: object = None
+        self,
+        hex_oids: list[str],
+        pid: int | None = None,
+        config: object = None,
+        report: Callable[[dict[str, int]], None] | None = None,
     ) -> dict[str, Any]:
+        """Make ``hex_oids`` local (with what the prefetch adds); ``report`` gets the bytes
+        read so far every PROGRESS_SECONDS while the batches run."""
         oids = _parse_oids(hex_oids)
         t0 = time.monotonic()
         settings = self.request_settings(config)
@@ -727,8 +738,18 @@ class Daemon:
         deps = self.batcher.submit(oids + extra)
         deadline = t0 + self.settings.daemonTimeout
         for batch in deps:
-            if not batch.done.wait(max(0.0, deadline - time.monotonic())):
-                raise DaemonError("timed out waiting for the server", "check the server")
+            while not batch.done.wait(
+                max(0.0, min(deadline - time.monotonic(), PROGRESS_SECONDS if report else 1e9))
+            ):
+                if time.monotonic() >= deadline:
+                    raise DaemonError("timed out waiting for the server", "check the server")
+                if report is not None:
+                    report(
+                        {
+                            "bytes": sum(b.tally.done for b in deps),
+                            "total": sum(b.tally.total for b in deps),
+                        }
+                    )
         errors = [b.error for b in deps if b.error]
         if errors:
             raise DaemonError(errors[0])
@@ -789,14 +810,24 @@ class Daemon:
         )
         return out
 
-    def handle(self, message: dict[str, Any], pid: int | None = None) -> dict[str, Any]:
+    def handle(
+        self,
+        message: dict[str, Any],
+        pid: int | None = None,
+        report: Callable[[dict[str, int]], None] | None = None,
+    ) -> dict[str, Any]:
+        """The reply to one request; ``report`` sends a progress line before it (a fetch that
+        asked for progress)."""
         op = message.get("op")
         with self.counter_lock:
             self.counters["requests"] += 1
         if op == "ping":
             return {"pid": os.getpid(), "version": __version__}
         if op == "fetch":
-            return self.fetch(message.get("oids") or [], pid, message.get("config"))
+            wants = message.get("progress") is True
+            return self.fetch(
+                message.get("oids") or [], pid, message.get("config"), report if wants else None
+            )
         if op == "update":
             return self.update(message.get("oids") or [], message.get("config"))
         if op == "list":
@@ -884,7 +915,7 @@ class _Handler(socketserver.StreamRequestHandler):
                         threading.Thread(target=self.server.shutdown, daemon=True).start()
                         return
                     try:
-                        reply = {"ok": True, **daemon.handle(message, peer_pid)}
+                        reply = {"ok": True, **daemon.handle(message, peer_pid, self._progress)}
                     except LazyGitError as exc:
                         reply = {"ok": False, "error": str(exc)}
                         daemon.counters["errors"] += 1
@@ -903,6 +934,13 @@ class _Handler(socketserver.StreamRequestHandler):
     def _reply(self, reply: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             self.wfile.write(json.dumps(reply).encode() + b"\n")
+
+    def _progress(self, counts: dict[str, int]) -> None:
+        """A progress line (docs/protocol.md): no "ok" key, so no client takes it for the
+        reply.  A client that went away costs nothing here: its reply fails the same way."""
+        self._reply({"progress": counts})
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):

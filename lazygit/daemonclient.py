@@ -28,10 +28,12 @@ from lazygit.errors import DaemonError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any, ClassVar
 
 STATE_DIR = "lazygit"
+#: How the daemon's progress lines start (its replies start with {"ok").
+_PROGRESS = b'{"progress"'
 MAX_MESSAGE = 64 << 20
 DEFAULT_TIMEOUT = 120.0
 #: Seconds a client waits for a daemon it started before it reads lazygit.daemonTimeout.
@@ -289,16 +291,34 @@ def _exit_status(pid: int | None) -> int | None:
 RECONNECT_DELAY = 0.05
 
 
-def _exchange(git_dir: str, data: bytes, start: bool, timeout: float | None) -> bytearray:
-    """Send ``data`` on a new connection and read the reply line (what arrived of it).
-    ConnectionResetError only when nothing arrived: the daemon never read the request."""
+def _exchange(
+    git_dir: str,
+    data: bytes,
+    start: bool,
+    timeout: float | None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+) -> bytearray:
+    """Send ``data`` on a new connection and read the reply line (what arrived of it); the
+    progress lines before it go to ``on_progress``.  ConnectionResetError only when nothing
+    arrived: the daemon never read the request."""
     sock = connect(git_dir, start=start, timeout=timeout)
     limit = timeout if timeout is not None else _timeout(git_dir)
     buf = bytearray()
+    heard = False  # a progress line came: the daemon read the request
     try:
         sock.settimeout(limit)
         sock.sendall(data)
-        while not buf.endswith(b"\n"):
+        while True:
+            end = buf.find(b"\n")
+            while end >= 0 and buf.startswith(_PROGRESS):
+                heard = True
+                line = bytes(buf[:end])
+                del buf[: end + 1]
+                if on_progress is not None:
+                    _progress_line(line, on_progress)
+                end = buf.find(b"\n")
+            if end >= 0:
+                break  # the reply
             chunk = sock.recv(1 << 16)
             if not chunk:
                 break
@@ -311,7 +331,7 @@ def _exchange(git_dir: str, data: bytes, start: bool, timeout: float | None) -> 
             "check the server, or raise lazygit.daemonTimeout",
         ) from None
     except OSError as exc:
-        if isinstance(exc, ConnectionResetError) and not buf:
+        if isinstance(exc, ConnectionResetError) and not buf and not heard:
             raise
         raise DaemonError(f"lost the connection to the lazygit daemon: {exc.strerror}") from None
     finally:
@@ -325,18 +345,24 @@ def request(
     *,
     start: bool = True,
     timeout: float | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Send one request and return the reply; a failure reply raises DaemonError."""
+    """Send one request and return the reply; a failure reply raises DaemonError.
+
+    With ``on_progress``, a fetch asks for progress: it gets the daemon's progress lines
+    (``{"bytes": read so far, "total": of the reads planned so far}``) as they come."""
     git_dir = os.fspath(git_dir)
+    if on_progress is not None:
+        message = {**message, "progress": True}
     data = dumps(message).encode() + b"\n"
     try:
-        buf = _exchange(git_dir, data, start, timeout)
+        buf = _exchange(git_dir, data, start, timeout, on_progress)
     except ConnectionResetError:
         # The daemon closed our connection unread: it was exiting (idle, or stopped) as we
         # connected.  Asking again finds, or starts, the next one.
         time.sleep(RECONNECT_DELAY)
         try:
-            buf = _exchange(git_dir, data, start, timeout)
+            buf = _exchange(git_dir, data, start, timeout, on_progress)
         except ConnectionResetError as exc:
             raise DaemonError(
                 f"lost the connection to the lazygit daemon: {exc.strerror}"
@@ -355,6 +381,16 @@ def request(
     if not reply.get("ok"):
         raise DaemonError(str(reply.get("error") or "the lazygit daemon reported a failure"))
     return reply
+
+
+def _progress_line(line: bytes, on_progress: Callable[[dict[str, Any]], None]) -> None:
+    """A progress line; one that does not parse is dropped (progress is only ever shown)."""
+    try:
+        message = loads(line)
+    except ValueError:
+        return
+    if isinstance(message, dict) and isinstance(message.get("progress"), dict):
+        on_progress(message["progress"])
 
 
 def fetch(git_dir: str | os.PathLike[str], oids: list[str]) -> dict[str, Any]:

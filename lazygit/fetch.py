@@ -718,6 +718,7 @@ class FetchEngine:
         self._base_keys: dict[tuple[int, int], tuple[int, int]] = {}
         rounds = 0
         task = progress.task("objects", total=None)
+        planned = 0  # the bytes of the rounds so far: each round adds its reads
         while want:
             rounds += 1
             nxt: dict[int, set[int]] = defaultdict(set)
@@ -730,6 +731,8 @@ class FetchEngine:
                         self._with_read_behind(pno, e, rounds, spooled, aside) for e in entries
                     ]
                 merged = _coalesce(reads, self.settings)
+                planned += sum(e.length for e in merged)
+                task.update(total=planned)
                 self._spool_reads(pno, merged, spool, aside, spooled, task)
                 spool.flush()  # _take reads the headers back by pread
                 for off in sorted(offsets):

@@ -17,7 +17,7 @@ from lazygit.errors import LazyGitError
 # `typing` costs ~15 ms to import: on this per-batch path its names are for checkers only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import TextIO
+    from typing import Any, TextIO
 
     from lazygit.adopt import Adopter
 
@@ -168,9 +168,12 @@ class RemoteHelper:
                 )
         op = "fetch" if lazy else "update"
         message = daemonclient.with_command_config({"op": op, "oids": oids})
-        reply = daemonclient.request(self.git_dir, message)
+        meter = _Meter(self.err) if self.progress and op == "fetch" and _isatty(self.err) else None
+        reply = daemonclient.request(
+            self.git_dir, message, on_progress=meter.show if meter else None
+        )
         if self.progress:
-            self.err.write(daemonclient.describe(reply) + "\n")
+            self.err.write((meter.clear() if meter else "") + daemonclient.describe(reply) + "\n")
             self.err.flush()
         self._send("\n")
 
@@ -251,6 +254,42 @@ class RemoteHelper:
             )
             self.err.flush()
         return bool(reply["complete"])
+
+
+class _Meter:
+    """The daemon's progress of a long batch on git's terminal, as one line redrawn in place
+    (git's own "Receiving objects" does the same); the batch's summary line replaces it."""
+
+    def __init__(self, err: TextIO) -> None:
+        self.err = err
+        self.width = 0
+
+    def show(self, progress: dict[str, Any]) -> None:
+        done, total = int(progress.get("bytes") or 0), int(progress.get("total") or 0)
+        text = f"lazygit: fetching objects: {_mib(done)}"
+        if total > 0:  # (rounds of delta bases add to it as they are planned)
+            total = max(total, done)  # (multipart answers carry part headers too)
+            text = (
+                f"lazygit: fetching objects: {100 * done // total}% ({_mib(done)} of {_mib(total)})"
+            )
+        self.err.write("\r" + text.ljust(self.width))
+        self.err.flush()
+        self.width = len(text)
+
+    def clear(self) -> str:
+        """What rubs the line out (nothing if none was drawn)."""
+        return "\r" + " " * self.width + "\r" if self.width else ""
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def main() -> int:

@@ -80,6 +80,43 @@ class Progress:
 QUIET = Progress(quiet=True)
 
 
+class Tally(Progress):
+    """Progress counted, not drawn: the daemon sends it to the helper of the git command
+    that waits (git-remote-lazy draws it).  ``done`` and ``total`` are bytes, summed over
+    every bar; reading them from another thread is safe."""
+
+    def __init__(self) -> None:
+        import threading
+
+        super().__init__(quiet=True)
+        self.done = 0
+        self.total = 0
+        self.lock = threading.Lock()  # the engine's reader threads advance it at once
+
+    def task(self, description: str, total: float | None = None, *, count: bool = False) -> Task:
+        return _TallyTask(self)
+
+
+class _TallyTask(Task):
+    def __init__(self, tally: Tally) -> None:
+        super().__init__()
+        self._tally = tally
+        self._total = 0
+
+    def advance(self, n: float = 1) -> None:
+        with self._tally.lock:
+            self._tally.done += int(n)
+
+    def update(self, *, total: float | None = None, completed: float | None = None) -> None:
+        if total is not None:
+            with self._tally.lock:
+                self._tally.total += int(total) - self._total
+            self._total = int(total)
+
+    def done(self) -> None:
+        pass
+
+
 def _columns() -> tuple[Any, Any]:
     """The amount and rate columns: bytes and bytes/s, or for a ``count`` bar (pack
     indexes) "done/total" and nothing."""

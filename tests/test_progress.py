@@ -1,56 +1,29 @@
-"""Progress bars on a terminal: `lazygit clone` and `git clone --filter=blob:none lazy::URL`
-draw them on stderr; `-q` and a stderr that is not a terminal get none.
+"""Progress on a terminal: `lazygit clone` and `git clone --filter=blob:none lazy::URL` draw
+bars on stderr, a long lazy fetch redraws one line on git's; `-q` and a stderr that is not a
+terminal get none.
 
-The commands run on a real pseudo-terminal (the pty module), as a user's shell runs them.
+The commands run on a real pseudo-terminal (tests/terminal.py), as a user's shell runs them;
+a delaying proxy in front of nginx makes a batch long enough to report on.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import pty
 import re
-import select
 import subprocess
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from conftest import Published, stop_daemon
+from faultproxy import FaultProxy, Rule
+from terminal import on_terminal
+
+from lazygit import daemonclient
 
 LAZYGIT = "lazygit"
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-def on_terminal(args: list[str], cwd: Path, timeout: float = 120.0) -> tuple[int, str]:
-    """Run ``args`` with stdin, stdout and stderr on a new pseudo-terminal; (exit code,
-    what it wrote, without colours and cursor moves, one line per redraw)."""
-    master, slave = pty.openpty()
-    env = {**os.environ, "COLUMNS": "100", "LINES": "40", "TERM": "xterm"}
-    proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env)
-    os.close(slave)
-    out = bytearray()
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.5)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: every writer closed the terminal
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            elif proc.poll() is not None:
-                break
-        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    text = ANSI.sub("", out.decode(errors="replace")).replace("\r\n", "\n").replace("\r", "\n")
-    return code, text
+METER = r"lazygit: fetching objects: (\d+)% \(([\d.]+) MiB of ([\d.]+) MiB\)"
 
 
 def bar_lines(text: str, name: str) -> list[str]:
@@ -105,3 +78,99 @@ def test_git_clone_of_a_lazy_url_draws_the_clone_bars(small: Published, nginx, t
     stop_daemon(tmp_path / "q" / ".git")
     assert code == 0, text
     assert "pack indexes" not in text and "fetched" not in text, text
+
+
+@pytest.fixture
+def slow(nginx) -> Iterator[FaultProxy]:
+    """nginx behind a proxy that holds every pack read for a while (a distant server)."""
+    with FaultProxy(nginx.port, seed=3) as proxy:
+        yield proxy
+
+
+def _slow_clone(small: Published, slow: FaultProxy, dest: Path) -> None:
+    url = slow.url(small.name)
+    subprocess.run([LAZYGIT, "clone", "-q", "--no-checkout", url, str(dest)], check=True)
+    slow.add(Rule("delay", path=r"\.pack$", methods=("GET",), stall=0.6))
+
+
+def test_a_long_lazy_fetch_shows_its_progress_on_git_s_terminal(
+    small: Published, slow: FaultProxy, tmp_path: Path
+):
+    """git asks git-remote-lazy for progress when its stderr is a terminal: a batch that
+    takes a while redraws one line (percent, MiB read of MiB planned so far), and the batch's
+    summary line takes its place."""
+    dest = tmp_path / "c"
+    _slow_clone(small, slow, dest)
+    try:
+        code, text = on_terminal(["git", "checkout", "-q", "main"], dest)
+        assert code == 0, text
+        meter = re.findall(METER, text)
+        assert meter, text
+        assert all(0 <= int(pct) <= 100 and float(a) <= float(b) for pct, a, b in meter), meter
+        assert re.search(r"^lazygit: fetched \d+ objects \(\d+ KiB\) in [\d.]+ s$", text, re.M)
+        assert "Traceback" not in text
+        # Off a terminal git asks for no progress: no meter, no summary line.
+        blob = subprocess.run(
+            ["git", "-C", str(dest), "rev-parse", "HEAD~30:" + _old_path(dest)],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        proc = subprocess.run(
+            ["git", "-C", str(dest), "cat-file", "-p", blob], capture_output=True, text=True
+        )
+        assert proc.returncode == 0 and "lazygit:" not in proc.stderr, proc.stderr
+    finally:
+        stop_daemon(dest / ".git")
+
+
+def _old_path(repo: Path) -> str:
+    """A file whose version thirty commits back is not local (not HEAD's)."""
+    changed = subprocess.run(
+        ["git", "-C", str(repo), "diff", "--name-only", "--no-renames", "HEAD~30", "HEAD"],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "GIT_NO_LAZY_FETCH": "1"},
+    ).stdout.split()  # fmt: skip
+    return changed[0]
+
+
+def test_the_daemon_sends_progress_lines_only_when_asked(
+    small: Published, slow: FaultProxy, tmp_path: Path
+):
+    """docs/protocol.md: a fetch with "progress": true gets {"progress": {"bytes", "total"}}
+    lines every half second while its batch runs, then the reply; one without gets the reply
+    alone."""
+    dest = tmp_path / "c"
+    _slow_clone(small, slow, dest)
+    git_dir = dest / ".git"
+    tree = subprocess.run(
+        ["git", "-C", str(dest), "ls-tree", "-r", "HEAD"],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    blobs = [ln.split()[2] for ln in tree if " blob " in ln]
+    try:
+        for asked, oids in ((True, blobs[: len(blobs) // 2]), (False, blobs[len(blobs) // 2 :])):
+            lines = _raw_request(git_dir, {"op": "fetch", "oids": oids, "progress": asked})
+            replies = [m for m in lines if "ok" in m]
+            progress = [m["progress"] for m in lines if "progress" in m]
+            assert len(replies) == 1 and replies[0]["ok"] and lines[-1] is replies[0], lines
+            if asked:
+                assert progress, lines
+                done = [p["bytes"] for p in progress]
+                assert done == sorted(done) and all(p["total"] > 0 for p in progress), progress
+            else:
+                assert not progress, lines
+    finally:
+        stop_daemon(git_dir)
+
+
+def _raw_request(git_dir: Path, message: dict) -> list[dict]:
+    """Every line the daemon sends for ``message``, parsed, up to the connection's end."""
+    sock = daemonclient.connect(str(git_dir))
+    try:
+        sock.settimeout(120)
+        sock.sendall(json.dumps(message).encode() + b"\n")
+        data = b""
+        while chunk := sock.recv(1 << 16):
+            data += chunk
+    finally:
+        sock.close()
+    return [json.loads(line) for line in data.splitlines()]
