@@ -88,9 +88,6 @@ PER_REQUEST = ("offline", "outsideCone", "prefetchBytes", "familyBytes")
 #: Seconds between looks whether a due merge of promisor packs can run (maintenance.py),
 #: doubling up to the second while a git process has them open.
 MERGE_POLL = 0.25
-#: A request that asked for progress ("progress": true) gets a progress line this often
-#: while its batches run (none for a batch that ends sooner).
-PROGRESS_SECONDS = 0.5
 MERGE_POLL_MAX = 4.0
 #: Beyond this many times lazygit.maxPromisorPacks, the merge runs at once, open or not.  It
 #: runs inside a batch, whose git has every pack open: that git then counts the merged objects
@@ -98,6 +95,9 @@ MERGE_POLL_MAX = 4.0
 #: of back-to-back commands), and a `git log -p` printed 9-digit hashes where a full clone
 #: printed 8.
 FORCED_MERGE_FACTOR = 4
+#: A request that asked for progress ("progress": true) gets a progress line this often
+#: while its batches run (none for a batch that ends sooner).
+PROGRESS_SECONDS = 0.5
 
 
 class OfflineError(DaemonError):
@@ -166,7 +166,7 @@ class Batch:
         self.done = threading.Event()
         self.error: str | None = None
         self.stats: dict[str, Any] = {}
-        self.tally = Tally()  # bytes read so far, of the bytes its rounds so far read
+        self.tally = Tally()  # bytes read so far, and planned so far (rounds add reads)
 
 
 class Batcher:
