@@ -24,6 +24,7 @@ from servers import Nginx
 sys.path.insert(0, str(REPO / "benchmarks"))
 from prefetch_bench import blobs_read, needed_bytes, pack_entries
 
+from lazygit.daemon import HISTORY_RECHECK
 from lazygit.prefetch import (
     INDEX_VERSION,
     LOG_PATH_FIRST_BYTES,
@@ -808,3 +809,29 @@ def test_history_build_waits_for_a_checkout_batch(fresh: Path, large: Published)
     cache.unlink()
     compare(fresh, large.full, "blame", "v3.0", "--", HOT)
     assert any(" prefetch: " in ln for ln in daemon_log(fresh)), daemon_log(fresh)
+
+
+def test_the_history_index_follows_new_commits(fresh: Path, large: Published) -> None:
+    """A commit made after the daemon loaded its index (here with git commit-tree) is in the
+    index the daemon rebuilds once a request comes HISTORY_RECHECK later.  The look whether
+    the refs moved (two git processes) runs beside that request, not before it."""
+    compare(fresh, large.full, "show", "HEAD~3:" + HOT)
+    for _ in range(3000):
+        if any(" history index: " in ln for ln in daemon_log(fresh)):
+            break
+        time.sleep(0.01)
+    before = [ln for ln in daemon_log(fresh) if " history index: " in ln]
+    count = int(before[-1].split(" history index: ")[1].split()[0])
+    tree = git(fresh, "rev-parse", "HEAD^{tree}", env=NO_LAZY).text.strip()
+    head = git(fresh, "rev-parse", "HEAD", env=NO_LAZY).text.strip()
+    old = git(fresh, "rev-parse", "HEAD~40", env=NO_LAZY).text.strip()
+    new = git(fresh, "commit-tree", tree, "-p", head, "-m", "after", env=NO_LAZY).text.strip()
+    git(fresh, "update-ref", "refs/heads/main", new, env=NO_LAZY)
+    time.sleep(HISTORY_RECHECK + 0.5)
+    compare(fresh, large.full, "show", f"{old}:{HOT}")
+    for _ in range(3000):
+        after = [ln for ln in daemon_log(fresh) if " history index: " in ln]
+        if len(after) > len(before):
+            break
+        time.sleep(0.01)
+    assert f" history index: {count + 1} commits" in after[-1], after
