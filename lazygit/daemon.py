@@ -782,15 +782,23 @@ class Daemon:
             reply["warnings"] = warnings
         return reply
 
-    def update(self, hex_oids: list[str], config: object = None) -> dict[str, Any]:
+    def update(
+        self,
+        hex_oids: list[str],
+        config: object = None,
+        report: Callable[[dict[str, int]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Bring the commits, trees and tags behind ``hex_oids`` (`git fetch`); ``report``
+        as for :meth:`fetch`."""
         tips = _parse_oids(hex_oids)
         settings = self.request_settings(config)
         if settings.offline and self.local.missing(tips):
             raise OfflineError(
                 "lazygit is offline: cannot fetch from the server", "lazygit offline off to fetch"
             )
-        with self.write_lock:
-            stats = self.engine.update(tips)
+        tally = Tally()
+        with self.write_lock, _reporting(report, tally):
+            stats = self.engine.update(tips, tally)
             self.bound_packs()
             self.local.refresh()
         missing = self.local.missing(tips)
@@ -829,20 +837,19 @@ class Daemon:
         pid: int | None = None,
         report: Callable[[dict[str, int]], None] | None = None,
     ) -> dict[str, Any]:
-        """The reply to one request; ``report`` sends a progress line before it (a fetch that
-        asked for progress)."""
+        """The reply to one request; ``report`` sends a progress line before it (a fetch or
+        update that asked for progress)."""
         op = message.get("op")
         with self.counter_lock:
             self.counters["requests"] += 1
         if op == "ping":
             return {"pid": os.getpid(), "version": __version__}
+        if message.get("progress") is not True:
+            report = None
         if op == "fetch":
-            wants = message.get("progress") is True
-            return self.fetch(
-                message.get("oids") or [], pid, message.get("config"), report if wants else None
-            )
+            return self.fetch(message.get("oids") or [], pid, message.get("config"), report)
         if op == "update":
-            return self.update(message.get("oids") or [], message.get("config"))
+            return self.update(message.get("oids") or [], message.get("config"), report)
         if op == "list":
             if self.request_settings(message.get("config")).offline:
                 raise OfflineError(
@@ -872,6 +879,27 @@ _GIT_REPO_ENV = (
     "GIT_PREFIX",
     "GIT_CONFIG_PARAMETERS",  # `git -c k=v CMD` of the one command that started us
 )
+
+
+@contextlib.contextmanager
+def _reporting(report: Callable[[dict[str, int]], None] | None, tally: Tally) -> Iterator[None]:
+    """Send ``tally`` to ``report`` every PROGRESS_SECONDS while the block runs."""
+    if report is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def _loop() -> None:
+        while not stop.wait(PROGRESS_SECONDS):
+            report({"bytes": tally.done, "total": tally.total})
+
+    thread = threading.Thread(target=_loop, name="progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()  # no progress line after the reply
 
 
 def _heavy(intent: Intent) -> bool:

@@ -349,7 +349,7 @@ def request(
 ) -> dict[str, Any]:
     """Send one request and return the reply; a failure reply raises DaemonError.
 
-    With ``on_progress``, a fetch asks for progress: it gets the daemon's progress lines
+    With ``on_progress``, a fetch or update asks for progress: it gets the daemon's lines
     (``{"bytes": read so far, "total": of the reads planned so far}``) as they come."""
     git_dir = os.fspath(git_dir)
     if on_progress is not None:

@@ -168,7 +168,7 @@ class RemoteHelper:
                 )
         op = "fetch" if lazy else "update"
         message = daemonclient.with_command_config({"op": op, "oids": oids})
-        meter = _Meter(self.err) if self.progress and op == "fetch" and _isatty(self.err) else None
+        meter = _Meter(self.err) if self.progress and _isatty(self.err) else None
         reply = daemonclient.request(
             self.git_dir, message, on_progress=meter.show if meter else None
         )

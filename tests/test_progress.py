@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,3 +175,36 @@ def _raw_request(git_dir: Path, message: dict) -> list[dict]:
     finally:
         sock.close()
     return [json.loads(line) for line in data.splitlines()]
+
+
+def test_git_fetch_of_new_commits_shows_its_progress_too(
+    small: Published, nginx, server_root: Path, tmp_path: Path
+):
+    """The same line for `git fetch` of commits pushed since the clone (the daemon's update)."""
+    bare = server_root / "progress-update.git"
+    shutil.rmtree(bare, ignore_errors=True)
+    shutil.copytree(small.info.path, bare, symlinks=True)
+    scratch, dest = tmp_path / "scratch", tmp_path / "c"
+    run = {"check": True, "capture_output": True}
+    subprocess.run(["git", "clone", "-q", "--no-local", str(bare), str(scratch)], **run)
+    with FaultProxy(nginx.port, seed=5) as slow:
+        subprocess.run([LAZYGIT, "clone", "-q", "--no-checkout", slow.url(bare.name), str(dest)])
+        try:
+            for i in range(3):
+                (scratch / f"pushed_{i}.txt").write_text(f"pushed {i}\n" * 1000)
+                subprocess.run(["git", "-C", str(scratch), "add", "-A"], **run)
+                subprocess.run(["git", "-C", str(scratch), "commit", "-qm", f"push {i}"], **run)
+            subprocess.run(["git", "-C", str(bare), "config", "receive.unpackLimit", "1"], **run)
+            subprocess.run(["git", "-C", str(scratch), "push", "-q", "origin", "HEAD"], **run)
+            subprocess.run(["git", "-C", str(bare), "update-server-info"], **run)
+            slow.add(Rule("delay", path=r"\.(pack|idx)$", methods=("GET",), stall=0.6))
+            code, text = on_terminal(["git", "fetch"], dest)
+            assert code == 0, text
+            # (Here the pack indexes take the time: bytes read, no total yet.)
+            assert re.search(r"^lazygit: fetching objects: [\d.]+ MiB", text, re.M), text
+            assert re.search(r"^lazygit: fetched \d+ objects", text, re.M), text
+            tip = subprocess.run(["git", "-C", str(scratch), "rev-parse", "HEAD"], **run)
+            fetched = subprocess.run(["git", "-C", str(dest), "rev-parse", "origin/main"], **run)
+            assert fetched.stdout == tip.stdout
+        finally:
+            stop_daemon(dest / ".git")
