@@ -268,7 +268,7 @@ class _Meter:
         done, total = int(progress.get("bytes") or 0), int(progress.get("total") or 0)
         text = f"lazygit: fetching objects: {_mib(done)}"
         if total > 0:  # (rounds of delta bases add to it as they are planned)
-            total = max(total, done)  # (multipart answers carry part headers too)
+            total = max(total, done)  # (multipart part headers count as read)
             text = (
                 f"lazygit: fetching objects: {100 * done // total}% ({_mib(done)} of {_mib(total)})"
             )

@@ -2,11 +2,14 @@
 
 The engine only calls :class:`Progress` methods; whether anything is drawn is decided here
 (quiet with ``-q`` or when stderr is not a terminal).  rich is imported only when drawing.
+The daemon counts a batch's progress in a :class:`Tally` instead, and sends it to the
+git-remote-lazy that waits (docs/protocol.md), which draws one line on git's terminal.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any
 
 
@@ -86,8 +89,6 @@ class Tally(Progress):
     every bar; reading them from another thread is safe."""
 
     def __init__(self) -> None:
-        import threading
-
         super().__init__(quiet=True)
         self.done = 0
         self.total = 0
