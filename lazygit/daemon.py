@@ -665,6 +665,15 @@ class Daemon:
         if count > limit:
             self.merge_due.set()
 
+    def _bound_packs_safely(self) -> None:
+        """`bound_packs` after a batch whose pack has landed: a merge that fails (git's own
+        gc repacking at the same time removed a pack under it) is logged, and the batch,
+        whose objects are local, still succeeds."""
+        try:
+            self.bound_packs()
+        except Exception:
+            self.log_exception()
+
     def merge_unused(self) -> None:
         """Merge the small promisor packs unless a git process has them open (write_lock held)."""
         from lazygit.maintenance import consolidate_if_needed, mapped_by_git, promisor_packs
@@ -699,7 +708,7 @@ class Daemon:
     def run_batch(self, oids: list[bytes], tally: Progress = QUIET) -> dict[str, Any]:
         with self.write_lock:
             stats = self.engine.fetch(oids, tally)
-            self.bound_packs()
+            self._bound_packs_safely()
             self.local.refresh()
         if stats.refreshed:
             self.log("the server's packs changed since the clone (a repack): pack list re-read")
@@ -798,7 +807,7 @@ class Daemon:
         tally = Tally()
         with self.write_lock, _reporting(report, tally):
             stats = self.engine.update(tips, tally)
-            self.bound_packs()
+            self._bound_packs_safely()
             self.local.refresh()
         missing = self.local.missing(tips)
         if missing:

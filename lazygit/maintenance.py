@@ -109,13 +109,22 @@ def consolidate(
     from dulwich.object_format import SHA1
     from dulwich.pack import load_pack_index
 
-    counted = sorted((object_count(p), p) for p in packs)
+    # git's own gc (`git gc --auto` after a fetch, beyond gc.autoPackLimit packs) may be
+    # repacking them as we look: a pack gone since the listing is no longer ours to merge.
+    counted = []
+    for pack in packs:
+        with contextlib.suppress(FileNotFoundError):
+            counted.append((object_count(pack), pack))
+    counted.sort()
     victims = [p for _, p in counted[: geometric_prefix([n for n, _ in counted])]]
     if len(victims) < 2 or (in_use is not None and in_use(victims)):
         return None
     oids: dict[bytes, None] = {}
     for pack in victims:
-        idx = load_pack_index(str(pack.with_suffix(".idx")), SHA1)
+        try:
+            idx = load_pack_index(str(pack.with_suffix(".idx")), SHA1)
+        except FileNotFoundError:
+            return None  # (git gc took it meanwhile: its objects are in git's new pack)
         try:
             for oid in idx:
                 oids[oid] = None

@@ -9,7 +9,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lazygit.maintenance import geometric_prefix, object_count
+from lazygit.localrepo import LocalRepo
+from lazygit.maintenance import consolidate, geometric_prefix, object_count, promisor_packs
 
 
 def test_geometric_prefix_examples() -> None:
@@ -51,3 +52,38 @@ def test_object_count_reads_v1_and_v2_idx(tmp_path: Path) -> None:
     v1.write_bytes(pack.read_bytes())
     subprocess.run(["git", "index-pack", "--index-version=1", str(v1)], check=True, cwd=tmp_path)
     assert object_count(v1) == 9
+
+
+def test_a_pack_that_git_gc_removed_meanwhile_is_left_out(tmp_path: Path) -> None:
+    """git's own `gc --auto` (after a fetch, beyond gc.autoPackLimit packs) may repack the
+    promisor packs while lazygit merges them: a pack listed but gone by the time it is read
+    is left out, and the rest merge.  Before, the merge raised FileNotFoundError after a
+    batch had landed, and the git command that waited on it failed (a CI run, 2026-11-22)."""
+    repo_dir = tmp_path / "r"
+    subprocess.run(["git", "init", "-q", str(repo_dir)], check=True)
+    git = ["git", "-C", str(repo_dir), "-c", "user.name=t", "-c", "user.email=t@t"]
+    pack_dir = repo_dir / ".git" / "objects" / "pack"
+    for i in range(4):  # four small promisor packs, one commit each
+        (repo_dir / f"f{i}").write_text(f"{i}\n" * (i + 1))
+        subprocess.run([*git, "add", "."], check=True)
+        subprocess.run([*git, "commit", "-qm", f"c{i}"], check=True)
+        subprocess.run([*git, "repack", "-dq"], check=True)
+    packs = sorted(pack_dir.glob("pack-*.pack"))
+    assert len(packs) == 4
+    for pack in packs:
+        pack.with_suffix(".promisor").write_text("")
+    listed = promisor_packs(LocalRepo(repo_dir / ".git", repo_dir))
+    gone = listed[0]
+    for suffix in (".pack", ".idx", ".promisor"):  # what git gc does to it, in effect
+        gone.with_suffix(suffix).rename(tmp_path / f"saved{suffix}")
+    # (its objects stay in the repository, as git gc's new pack would hold them)
+    subprocess.run(
+        ["git", "-C", str(repo_dir), "unpack-objects", "-q"],
+        stdin=(tmp_path / "saved.pack").open("rb"), check=True,
+    )  # fmt: skip
+    name = consolidate(LocalRepo(repo_dir / ".git", repo_dir), listed)
+    assert name is not None
+    left = sorted(p.name for p in pack_dir.glob("pack-*.pack"))
+    assert f"{name}.pack" in left and len(left) < 3, left
+    fsck = subprocess.run(["git", "-C", str(repo_dir), "fsck"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
