@@ -111,7 +111,7 @@ def consolidate(
 
     # git's own gc (`git gc --auto` after a fetch, beyond gc.autoPackLimit packs) may be
     # repacking them as we look: a pack gone since the listing is no longer ours to merge.
-    counted = []
+    counted: list[tuple[int, Path]] = []
     for pack in packs:
         with contextlib.suppress(FileNotFoundError):
             counted.append((object_count(pack), pack))
