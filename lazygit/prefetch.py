@@ -1179,15 +1179,23 @@ class Predictor:
             yield s.newest
 
     def _renames_by_default(self) -> bool:
-        """git config diff.renames (true, its default since git 2.9, unless set false)."""
+        """git config diff.renames: true (its default since git 2.9) unless set false; its
+        last value wins, and "copies" finds renames too."""
         if self._diff_renames is None:
+            from lazygit.config import config_items, parse_bool
+
             proc = run_git(
-                ["config", "--get", "diff.renames"],
+                ["config", "--null", "--get-regexp", r"^diff\.renames$"],
                 env={"GIT_DIR": str(self.git_dir)},
                 check=False,
             )
-            value = proc.stdout.decode(errors="replace").strip().lower()
-            self._diff_renames = value not in ("false", "no", "off", "0")
+            found = True
+            for _key, value in config_items(proc.stdout):
+                try:
+                    found = value is None or parse_bool(value)  # (None: no "=", true)
+                except ValueError:
+                    found = True  # "copies"
+            self._diff_renames = found
         return self._diff_renames
 
     def _log_tips(self, intent: Intent, c: int) -> list[int]:

@@ -835,3 +835,25 @@ def test_the_history_index_follows_new_commits(fresh: Path, large: Published) ->
             break
         time.sleep(0.01)
     assert f" history index: {count + 1} commits" in after[-1], after
+
+
+@pytest.mark.parametrize(
+    ("lines", "want"),
+    [
+        ([], True),  # unset: git's default since 2.9
+        (["renames = false"], False),
+        (["renames = off"], False),
+        (["renames"], True),  # no "=": true
+        (["renames ="], False),  # the empty string: false
+        (["renames = copies"], True),
+        (["renames = false", "renames = true"], True),  # the last one wins
+    ],
+)
+def test_diff_renames_is_read_as_git_reads_it(
+    tmp_path: Path, index: HistoryIndex, lines: list[str], want: bool
+) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path / "r")], check=True)
+    config = tmp_path / "r" / ".git" / "config"
+    config.write_text(config.read_text() + "[diff]\n" + "".join(f"\t{ln}\n" for ln in lines))
+    p = Predictor(tmp_path / "r" / ".git", index, is_local=set().__contains__, size_of=len)
+    assert p._renames_by_default() is want
