@@ -759,18 +759,10 @@ class Daemon:
                 self.log_exception()
         deps = self.batcher.submit(oids + extra)
         deadline = t0 + self.settings.daemonTimeout
-        step = PROGRESS_SECONDS if report is not None else float("inf")
-        for batch in deps:
-            while not batch.done.wait(max(0.0, min(deadline - time.monotonic(), step))):
-                if time.monotonic() >= deadline:
+        with _reporting(report, [b.tally for b in deps]):
+            for batch in deps:
+                if not batch.done.wait(max(0.0, deadline - time.monotonic())):
                     raise DaemonError("timed out waiting for the server", "check the server")
-                if report is not None:
-                    report(
-                        {
-                            "bytes": sum(b.tally.done for b in deps),
-                            "total": sum(b.tally.total for b in deps),
-                        }
-                    )
         errors = [b.error for b in deps if b.error]
         if errors:
             raise DaemonError(errors[0])
@@ -805,7 +797,7 @@ class Daemon:
                 "lazygit is offline: cannot fetch from the server", "lazygit offline off to fetch"
             )
         tally = Tally()
-        with self.write_lock, _reporting(report, tally):
+        with self.write_lock, _reporting(report, [tally]):
             stats = self.engine.update(tips, tally)
             self._bound_packs_safely()
             self.local.refresh()
@@ -890,8 +882,11 @@ _GIT_REPO_ENV = (
 
 
 @contextlib.contextmanager
-def _reporting(report: Callable[[dict[str, int]], None] | None, tally: Tally) -> Iterator[None]:
-    """Send ``tally`` to ``report`` every PROGRESS_SECONDS while the block runs."""
+def _reporting(
+    report: Callable[[dict[str, int]], None] | None, tallies: list[Tally]
+) -> Iterator[None]:
+    """Send the sum of ``tallies`` to ``report`` every PROGRESS_SECONDS while the block runs
+    (nothing if it ends sooner)."""
     if report is None:
         yield
         return
@@ -899,7 +894,8 @@ def _reporting(report: Callable[[dict[str, int]], None] | None, tally: Tally) ->
 
     def _loop() -> None:
         while not stop.wait(PROGRESS_SECONDS):
-            report({"bytes": tally.done, "total": tally.total})
+            done, total = sum(t.done for t in tallies), sum(t.total for t in tallies)
+            report({"bytes": done, "total": total})
 
     thread = threading.Thread(target=_loop, name="progress", daemon=True)
     thread.start()
