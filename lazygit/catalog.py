@@ -20,6 +20,7 @@ from lazygit.config import Settings, promisor_remote, remote_config
 from lazygit.discovery import ObjectSource, parse_info_packs
 from lazygit.errors import CorruptDataError, HTTPStatusError
 from lazygit.packmeta import ServerPack, bitmap_head_needed, parse_bitmap_types
+from lazygit.progress import QUIET, Progress
 from lazygit.ranges import Extent
 from lazygit.remote import DumbRemote, FileInfo
 
@@ -56,16 +57,18 @@ class Catalog:
         self.meta_done: set[str] = set()
 
     # -- building -----------------------------------------------------------------------
-    def load_packs(self, settings: Settings, on_pack: Callable[[], None] | None = None) -> None:
-        """Read every listed pack's .idx, size and bitmap type index (concurrently)."""
+    def load_packs(self, settings: Settings, progress: Progress = QUIET) -> None:
+        """Read every listed pack's .idx, size and bitmap type index (concurrently), with a
+        "pack indexes" bar that counts them."""
         todo = [(s, name) for s in self.sources for name in s.packs if not self.has_pack(name)]
         if not todo:
             return
+        task = progress.task("pack indexes", total=len(todo), count=True)
         with ThreadPoolExecutor(max_workers=max(1, settings.connections)) as pool:
             for handle in pool.map(lambda t: self._load_pack(*t), todo):
                 self.packs.append(handle)
-                if on_pack:
-                    on_pack()
+                task.advance()
+        task.done()
         self.save()
 
     def has_pack(self, name: str) -> bool:

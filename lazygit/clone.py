@@ -203,10 +203,7 @@ def _clone(
         repo.configure_partial_clone(without_credentials(given), opts.remote_name, branch)
         # Pack indexes and pack bytes go to the resume directory first: kept if we fail.
         catalog = Catalog(snapshot.sources, resume / "catalog")
-        n_packs = sum(len(s.packs) for s in snapshot.sources)
-        task = progress.task("pack indexes", total=n_packs, count=True)
-        catalog.load_packs(settings, on_pack=task.advance)
-        task.done()
+        catalog.load_packs(settings, progress)
         store = RangeStore(resume / "ranges")
         roots = peeled_oids(snapshot.refs) | ({head_oid} if head_oid else set())
         try:
