@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from lazygit.remote import DumbRemote
 
 _HEX40 = re.compile(rb"^[0-9a-f]{40}$")
+_HEX64 = re.compile(rb"^[0-9a-f]{64}$")  # a SHA-256 repository's object names
 _PACK_NAME = re.compile(r"^pack-[0-9a-f]{40}$")
 _REF_NAME = re.compile(r"^(HEAD|refs/[^\s\\]+)$")
 #: How deep alternates may chain (git's own http-walker follows them the same way).
@@ -73,6 +74,12 @@ def parse_info_refs(data: bytes) -> list[Ref]:
         hexid, sep, name_b = raw.partition(b"\t")
         hexid = hexid.strip()
         if not sep or not _HEX40.match(hexid):
+            if sep and _HEX64.match(hexid):
+                raise RemoteError(
+                    "the repository uses SHA-256 object names; lazygit reads SHA-1 "
+                    "repositories only",
+                    "clone it with git itself",
+                )
             raise CorruptDataError(f"malformed info/refs line {lineno}: {raw[:80]!r}")
         try:
             name = name_b.decode("utf-8").strip()

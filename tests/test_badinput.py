@@ -375,6 +375,24 @@ def test_huge_number_of_refs(tiny: Published, server_root: Path, nginx, tmp_path
         check_failure("200,000 refs", proc, dest)
 
 
+def test_sha256_repository_is_refused_by_name(server_root: Path, nginx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A repository made with ``--object-format=sha256`` (git 2.39 can): the line says so,
+    where a parser of 40-hex ids would only call info/refs malformed."""
+    work = tmp_path / "w"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(work)]
+    subprocess.run(["git", "init", "-q", "--object-format=sha256", str(work)], check=True)
+    (work / "a").write_text("a\n")
+    subprocess.run([*git, "add", "a"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    bare = server_root / "badinput-sha256.git"
+    shutil.rmtree(bare, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    subprocess.run(["git", "-C", str(bare), "update-server-info"], check=True)
+    dest = tmp_path / "c"
+    line = check_failure("sha256", run_clone(nginx.url("badinput-sha256.git"), str(dest)), dest)
+    assert "SHA-256" in line and "SHA-1" in line, line
+
+
 # -- the local side -----------------------------------------------------------------------------
 
 
