@@ -55,6 +55,9 @@ MAX_CANDIDATE_TREES = 64
 LOG_FIRST_WINDOW = 16
 LOG_GROWTH = 1.5
 LOG_MAX_WINDOW = 4096
+#: A log's walk is seeded from its tips down to the first commit git asks about, at most
+#: this many commits (a path-limited log may start far down; ~0.5 us a commit here).
+LOG_SEED_COMMITS = 50_000
 #: A log limited to paths (``git log -p -- FILE``) shows a few blobs a commit, and one
 #: searching diffs (``-S``, ``-G``) walks an unknown number of commits: their windows are
 #: counted in bytes (as stored in the server pack), from this, doubling per trigger.  A
@@ -1079,6 +1082,8 @@ class Predictor:
         # git walks for log, show -N and format-patch; diff-tree --stdin takes the commits
         # in the order it is given them: a second request along the walk confirms that.
         walks_itself = intent.walks and intent.command != "diff-tree"
+        if fresh and walks_itself and not s.reverse and not s.topo and c:
+            self._walk_to(s, self._log_tips(intent, c), c)
         confirmed = walks_itself or s.window > 0 or c in s.seen or s.reverse
         s.requested.add(c)
         if c not in s.seen:
@@ -1177,6 +1182,33 @@ class Predictor:
         while s.newest > 0:
             s.newest -= 1
             yield s.newest
+
+    def _walk_to(self, s: _LogSession, tips: list[int], c: int) -> None:
+        """Start the date-order walk where git's is: from the log's tips, past the commits
+        it showed before ``c`` (their diffs needed nothing, or none: merges).
+
+        Seeded from ``c`` alone, the walk followed ``c``'s ancestry only.  Under a merge at
+        the tip (git.git's usual shape) the first diff git asks for is on the merged side
+        branch, so the main line's commits of the same dates were left out, and took a
+        batch of their own that then overshot: on a 596-commit history of that shape,
+        `git log -p -100` read 540 blobs in two batches (0.16 s); now 241 in one (0.11 s)."""
+        if tips == [c]:
+            return
+        ix = self.index
+        for t in tips:
+            if t not in s.seen:
+                s.seen.add(t)
+                heapq.heappush(s.heap, (-ix.dates[t], t))
+        for _ in range(LOG_SEED_COMMITS):
+            if not s.heap:
+                break
+            _, nxt = heapq.heappop(s.heap)
+            self._push_parents(s, nxt)
+            if nxt == c:
+                return
+        # ``c`` is not on the tips' walk (or too far down it): from ``c`` alone, as before.
+        s.seen.clear()
+        s.heap.clear()
 
     def _renames_by_default(self) -> bool:
         """git config diff.renames: true (its default since git 2.9) unless set false; its

@@ -687,6 +687,88 @@ def test_topo_order_is_gits(index: HistoryIndex, large: Published) -> None:
     assert not _topo_order(["--date-order", "--graph"]) and not _topo_order(["-p"])
 
 
+def _topic_history(seed: int = 7, topics: int = 40) -> bytes:
+    """A `git fast-import` stream shaped like git.git's history: every topic branch (1-4
+    commits, some main-line commits made meanwhile) merged with --no-ff, dates interleaved,
+    so the tip is a merge and git's log shows the side branch's commits among the main
+    line's."""
+    import random
+
+    rng = random.Random(seed)
+    files = {f"f{i:02d}.txt": [f"line {j} of f{i}\n" for j in range(40)] for i in range(30)}
+    out: list[str] = []
+    clock, marks = 1_700_000_000, 0
+
+    def commit(branch: str, parents: list[int], msg: str, change: bool = True) -> int:
+        nonlocal clock, marks
+        clock, marks = clock + 60, marks + 1
+        out.append(f"commit refs/heads/{branch}\nmark :{marks}\n")
+        out.append(f"committer T <t@t> {clock} +0000\ndata {len(msg)}\n{msg}\n")
+        if parents:
+            out.append(f"from :{parents[0]}\n")
+        out.extend(f"merge :{p}\n" for p in parents[1:])
+        names = sorted(files) if not parents else rng.sample(sorted(files), 2) if change else []
+        for name in names:
+            if parents:
+                files[name][rng.randrange(40)] = f"changed in {marks} {rng.random()}\n"
+            data = "".join(files[name])
+            out.append(f"M 100644 inline {name}\ndata {len(data)}\n{data}\n")
+        out.append("\n")
+        return marks
+
+    main = commit("main", [], "root")
+    for topic in range(topics):
+        tip = main
+        for part in range(rng.randint(1, 4)):
+            tip = commit(f"topic{topic}", [tip], f"topic {topic} part {part}")
+            if rng.random() < 0.5:
+                main = commit("main", [main], f"on main during topic {topic}")
+        main = commit("main", [main, tip], f"Merge topic {topic}", change=False)
+    return "".join(out).encode()
+
+
+@pytest.fixture(scope="module")
+def topics(server_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Published:
+    bare = server_root / "topics.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    subprocess.run(
+        ["git", "-C", str(bare), "fast-import", "--quiet"], input=_topic_history(), check=True
+    )
+    for ref in git(bare, "for-each-ref", "--format=%(refname)", "refs/heads/topic*").text.split():
+        git(bare, "update-ref", "-d", ref)
+    git(bare, "repack", "-adbq")
+    git(bare, "update-server-info")
+    full = tmp_path_factory.mktemp("topics") / "full"
+    subprocess.run(["git", "clone", "-q", "--no-local", str(bare), str(full)], check=True)
+    return Published(None, "topics.git", full)  # type: ignore[arg-type]
+
+
+def test_a_log_under_a_merge_walks_from_its_tip(
+    topics: Published, nginx: Nginx, tmp_path: Path, daemons: list[Path]
+) -> None:
+    """The first diff `git log -p -N` asks for under a merge at the tip is on the merged
+    side branch.  The window was walked from that commit's ancestry alone, so it left out
+    the main-line commits of the same dates: they took a second batch, whose window then
+    ran past -N (`git log -p -100` on 596 commits of this shape: 540 blobs in two
+    batches; 241 in one now).  The walk now starts at the tip, as git's does."""
+    full = topics.full
+    assert git(full, "log", "-1", "--format=%p").text.count(" ") == 1  # the tip is a merge
+    index = HistoryIndex.build(full / ".git")
+    shown = git(full, "log", "-60", "--format=%H").text.split()
+    first = git(full, "log", "--no-merges", "-1", "--format=%H").text.strip()
+    asked = index.changed(index.pos[first])
+    needed = set().union(*(index.changed(index.pos[c]) for c in shown))
+    p = Predictor(full / ".git", index, is_local=lambda oid: False, size_of=lambda oid: 1000)
+    plan = p.plan(sorted(asked), Intent("log", ["-p", "-60"]), 1 << 30)
+    assert needed <= set(plan.oids) | asked, plan.reason
+
+    repo = lazy_clone(nginx.url(topics.name), tmp_path / "lazy")
+    daemons.append(repo / ".git")
+    compare(repo, full, "log", "-p", "-60")
+    batches = [ln for ln in daemon_log(repo) if " batch: " in ln]
+    assert len(batches) == 1, batches
+
+
 def test_which_logs_find_renames() -> None:
     assert _finds_renames(["-p"]) and not _finds_renames(["-p"], default=False)
     assert not _finds_renames(["-M", "--no-renames"]) and _finds_renames(["--no-renames", "-M50%"])
