@@ -1135,7 +1135,9 @@ class Predictor:
         # name most of the tree.
         enough = min(byte_window or budget, budget)
         if s.topo and not s.reverse and s.topo_order is None:
-            s.topo_order = self._topo_walk(self._log_tips(intent, c), s.first_parent)
+            tips = self._log_tips(intent, c)
+            # (several tips: git's topological order among them is not worked out here)
+            s.topo_order = self._topo_walk(tips if len(tips) == 1 else [c], s.first_parent)
         for nxt in self._log_order(s, c, s.reverse):
             if taken >= window or wanted >= enough:
                 break
@@ -1231,24 +1233,28 @@ class Predictor:
         return self._diff_renames
 
     def _log_tips(self, intent: Intent, c: int) -> list[int]:
-        """The commit a log starts from: its one revision (HEAD when it names none), or,
-        when it names several, a range or one the index lacks, ``c`` (where git is)."""
-        words = [w for w in intent.words() if self._rev_tree(w) is not None]
-        if len(words) > 1 or any(".." in w or w.startswith("^") for w in intent.words()):
+        """The commits a log starts from: its revisions (HEAD when it names none, the refs'
+        for ``--all``, ``--branches``...), or ``[c]`` (where git is) for a range, or when
+        the index lacks one of them."""
+        if any(".." in w or w.startswith("^") for w in intent.words()):
             return [c]
-        if any(
-            o in ("--all", "--branches", "--tags", "--remotes", "--glob")
-            or o.startswith(("--branches=", "--tags=", "--remotes=", "--glob="))
+        refs = [
+            o
             for o in intent.options()
-        ):
-            return [c]
+            if o in ("--all", "--branches", "--tags", "--remotes")
+            or o.startswith(("--branches=", "--tags=", "--remotes=", "--glob="))
+        ]
+        words = [w for w in intent.words() if self._rev_tree(w) is not None]
+        # rev-list --no-walk: the commits they name, annotated tags peeled, refs expanded.
         proc = run_git(
-            ["rev-parse", "--verify", "-q", f"{words[0] if words else 'HEAD'}^{{commit}}"],
+            ["rev-list", "--no-walk=unsorted", *(words + refs or ["HEAD"]), "--"],
             env={"GIT_DIR": str(self.git_dir)},
             check=False,
         )
-        tip = self.index.pos.get(proc.stdout.decode().strip())
-        return [c] if tip is None else [tip]
+        tips = [self.index.pos.get(h) for h in proc.stdout.decode().split()]
+        if proc.returncode != 0 or not tips or None in tips:
+            return [c]
+        return list(dict.fromkeys(t for t in tips if t is not None))
 
     def _topo_walk(self, tips: list[int], first_parent: bool) -> list[int]:
         """git's ``--topo-order`` from ``tips``: no parent before all its children, one line

@@ -750,7 +750,8 @@ def test_a_log_under_a_merge_walks_from_its_tip(
     side branch.  The window was walked from that commit's ancestry alone, so it left out
     the main-line commits of the same dates: they took a second batch, whose window then
     ran past -N (`git log -p -100` on 596 commits of this shape: 540 blobs in two
-    batches; 241 in one now).  The walk now starts at the tip, as git's does."""
+    batches; 241 in one now).  The walk now starts at the tip, as git's does: HEAD, the
+    revision named, or the refs of --all (which still walked from that commit)."""
     full = topics.full
     assert git(full, "log", "-1", "--format=%p").text.count(" ") == 1  # the tip is a merge
     index = HistoryIndex.build(full / ".git")
@@ -758,9 +759,10 @@ def test_a_log_under_a_merge_walks_from_its_tip(
     first = git(full, "log", "--no-merges", "-1", "--format=%H").text.strip()
     asked = index.changed(index.pos[first])
     needed = set().union(*(index.changed(index.pos[c]) for c in shown))
-    p = Predictor(full / ".git", index, is_local=lambda oid: False, size_of=lambda oid: 1000)
-    plan = p.plan(sorted(asked), Intent("log", ["-p", "-60"]), 1 << 30)
-    assert needed <= set(plan.oids) | asked, plan.reason
+    for args in (["-p", "-60"], ["-p", "--all", "-60"], ["--stat", "-60", "main"]):
+        p = Predictor(full / ".git", index, is_local=lambda oid: False, size_of=lambda o: 1000)
+        plan = p.plan(sorted(asked), Intent("log", args), 1 << 30)
+        assert needed <= set(plan.oids) | asked, (args, plan.reason)
 
     repo = lazy_clone(nginx.url(topics.name), tmp_path / "lazy")
     daemons.append(repo / ".git")
