@@ -55,6 +55,9 @@ class Catalog:
         self.packs: list[PackHandle] = []
         #: Packs whose commits, trees and tags are all local (by the clone or an update).
         self.meta_done: set[str] = set()
+        #: The core.abbrev lazygit set in the clone (`LocalRepo.abbreviate_as_full_clone`);
+        #: None when it set none (the user had one).
+        self.abbrev: int | None = None
 
     # -- building -----------------------------------------------------------------------
     def load_packs(self, settings: Settings, progress: Progress = QUIET) -> None:
@@ -70,6 +73,10 @@ class Catalog:
                 task.advance()
         task.done()
         self.save()
+
+    def object_count(self) -> int:
+        """Objects in the server's packs: what a full clone holds (about; loose ones aside)."""
+        return sum(len(h.pack) for h in self.packs)
 
     def has_pack(self, name: str) -> bool:
         return any(p.name == name for p in self.packs)
@@ -173,6 +180,7 @@ class Catalog:
                 for h in self.packs
             ],
             "meta_done": sorted(self.meta_done),
+            "abbrev": self.abbrev,
         }
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         # Private: the server URL in it may carry credentials.
@@ -189,6 +197,7 @@ class Catalog:
             sources.append(ObjectSource(remote, s["prefix"], list(s["packs"])))
         cat = cls(sources, cache_dir)
         cat.meta_done = set(doc.get("meta_done", []))
+        cat.abbrev = doc.get("abbrev")
         for p in doc["packs"]:
             name = p["name"]
             idx = _map_file(cache_dir / "packs" / f"{name}.idx")
@@ -308,6 +317,7 @@ def follow_remote_url(
     snapshot = discover(connect(url), connect_alternate=connect)
     new = Catalog(snapshot.sources, catalog.cache_dir)
     new.meta_done = set(catalog.meta_done)
+    new.abbrev = catalog.abbrev
     new.load_packs(settings)
     new.save()
     new._forget_files({h.name for h in catalog.packs} - {h.name for h in new.packs})

@@ -801,6 +801,13 @@ class Daemon:
             stats = self.engine.update(tips, tally)
             self._bound_packs_safely()
             self.local.refresh()
+            catalog = self.engine.catalog
+            abbrev = self.repo.abbreviate_as_full_clone(
+                catalog.object_count(), catalog.abbrev, new=False
+            )
+            if abbrev != catalog.abbrev:
+                catalog.abbrev = abbrev
+                catalog.save()
         missing = self.local.missing(tips)
         if missing:
             raise DaemonError(f"object {missing[0].hex()} is not on the server")

@@ -134,6 +134,36 @@ class LocalRepo:
         with open(self.git_dir / "config", "a", encoding="utf-8") as f:
             f.write(text)
 
+    def abbreviate_as_full_clone(self, objects: int, ours: int | None, new: bool) -> int | None:
+        """Make git abbreviate object names as a full clone of ``objects`` objects does.
+
+        git sizes its abbreviations by the objects it holds (``core.abbrev`` auto), and a
+        lazy clone holds a fraction of them: `git log -p`, `blame` and `diff` printed
+        7-digit names where a full clone printed 8 (12,774 objects against 26,014).  So
+        core.abbrev is set here, as a full clone would size it, unless the user set one.
+        ``ours`` is what lazygit set before (``new``: at the clone, nothing yet); a value the
+        user changed since is theirs.  Returns what lazygit has set now, or None.
+        """
+        want = abbrev_length(objects)
+        env = {"GIT_DIR": str(self.git_dir)}
+        if new:
+            given = run_git(["config", "--get", "core.abbrev"], env=env, check=False)
+            if given.stdout.strip():
+                return None
+        else:
+            if ours is None:
+                return None
+            local = ["config", "--local", "--get", "core.abbrev"]
+            if run_git(local, env=env, check=False).stdout.strip() != str(ours).encode():
+                return None
+            if want == ours:
+                return ours
+            self.git(["config", "core.abbrev", str(want)])
+            return want
+        with open(self.git_dir / "config", "a", encoding="utf-8") as f:  # (no git run)
+            f.write(f"[core]\n\tabbrev = {want}\n")
+        return want
+
     def write_packed_refs(self, refs: Iterable[tuple[str, bytes, bytes | None]]) -> None:
         """Write the refs of a new repository as its packed-refs file, as `git clone` does.
 
@@ -353,6 +383,13 @@ class LocalObjects:
         return out
 
 
+def abbrev_length(objects: int) -> int:
+    """The length of the names git abbreviates with ``core.abbrev`` auto among ``objects``
+    packed objects (git's ``find_unique_abbrev``: their bits, halved into hex digits,
+    at least 7)."""
+    return max(7, (objects.bit_length() + 1) // 2)
+
+
 def ensure_empty_destination(dest: Path) -> bool:
     """Check that ``dest`` may receive a clone; return True if it already existed."""
     if dest.exists():
@@ -374,4 +411,4 @@ def ensure_empty_destination(dest: Path) -> bool:
     return False
 
 
-__all__ = ["LocalObjects", "LocalRepo", "ensure_empty_destination"]
+__all__ = ["LocalObjects", "LocalRepo", "abbrev_length", "ensure_empty_destination"]

@@ -917,3 +917,72 @@ def test_fetch_and_pull_bring_new_commits_and_their_blobs(
     compare(lazy, full, "log", "-p", "-4")
     fsck = git(lazy, "fsck", check=False)
     assert fsck.returncode == 0, fsck.err[-3000:]
+
+
+def _many_files(bare: Path, first: int, count: int, parent: str | None) -> str:
+    """Commit ``count`` new small files (numbered from ``first``) and a change to one old
+    file onto ``main`` of ``bare`` by `git fast-import` (one new pack); return the commit."""
+    message = f"files from {first}"
+    lines = [
+        "commit refs/heads/main",
+        f"committer T <t@t> {1_700_000_000 + first} +0000",
+        f"data {len(message)}",
+        message,
+    ]
+    if parent:
+        lines.append(f"from {parent}")
+    for i in range(first, first + count):
+        data = f"file {i}\n"
+        lines += [f"M 100644 inline d{i // 1000:02d}/f{i}.txt", f"data {len(data)}", data]
+    data = f"changed at {first}\n"
+    lines += ["M 100644 inline d00/f0.txt", f"data {len(data)}", data, ""]
+    git(bare, "fast-import", "--quiet", input="\n".join(lines).encode())
+    git(bare, "update-server-info")
+    return git(bare, "rev-parse", "main").text.strip()
+
+
+def test_names_are_abbreviated_as_in_a_full_clone(
+    nginx: Nginx, server_root: Path, tmp_path: Path, daemons: list[Path]
+) -> None:
+    """git abbreviates names by the objects it holds (core.abbrev auto: 7 hex digits below
+    2^14 packed objects, 8 below 2^16...).  A lazy clone holds commits and trees only, so
+    `log -p`, `blame` and `diff` printed 7 digits where a full clone printed 8.  The clone
+    now sets core.abbrev from the server's object count, and `git fetch` raises it as the
+    server grows; a core.abbrev the user set is left alone."""
+    bare = server_root / "ondemand-abbrev.git"
+    shutil.rmtree(bare, ignore_errors=True)
+    git(server_root, "init", "-q", "--bare", "-b", "main", str(bare))
+    _many_files(bare, 0, 15_000, None)
+    tip = _many_files(bare, 15_000, 100, "main")
+    lazy, full = tmp_path / "lazy", tmp_path / "full"
+    lazy_clone_cli(nginx.url(bare.name), lazy)
+    daemons.append(lazy / ".git")
+    full_clone(bare, full)
+    assert git(lazy, "config", "core.abbrev").text.strip() == "7"  # 15,1xx objects: 7
+
+    # The server grows past 2^14 objects: a full clone now prints 8 digits.
+    _many_files(bare, 15_100, 2_000, tip)
+    compare(lazy, full, "fetch", "-q")
+    assert int(git(full, "count-objects", "-v").text.split("in-pack: ")[1].split()[0]) > 1 << 14
+    assert git(lazy, "config", "core.abbrev").text.strip() == "8"
+    for args in (["log", "-p", "-2", "origin/main"], ["diff", "main", "origin/main", "--", "d00"]):
+        out = compare(lazy, full, *args)
+        assert re.search(rb"index [0-9a-f]{8}\.\.[0-9a-f]{8} ", out.stdout), out.stdout[:300]
+
+    # A new lazy clone of the bigger server sets 8 at once; one of the user's is kept.
+    again = tmp_path / "again"
+    lazy_clone_cli(nginx.url(bare.name), again)
+    daemons.append(again / ".git")
+    assert git(again, "config", "--local", "core.abbrev").text.strip() == "8"
+    compare(again, full, "blame", "origin/main", "--", "d00/f0.txt")
+    user = tmp_path / "gitconfig"
+    user.write_text("[core]\n\tabbrev = 12\n")
+    mine = tmp_path / "mine"
+    proc = subprocess.run(
+        [str(LAZYGIT), "clone", "--no-checkout", "-q", nginx.url(bare.name), str(mine)],
+        env=base_env({"GIT_CONFIG_GLOBAL": str(user)}),
+        capture_output=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    daemons.append(mine / ".git")
+    assert git(mine, "config", "--local", "core.abbrev", check=False).stdout == b""
