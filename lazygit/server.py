@@ -206,8 +206,15 @@ class BackgroundServer:
 
 
 def _listen(host: str, port: int, backlog: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (port 0: a free one); OSError if it cannot."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    """A listening TCP socket on ``host:port`` (port 0: a free one); OSError if it cannot.
+
+    Made with ``IPPROTO_TCP`` named: asyncio turns Nagle off (TCP_NODELAY) only on sockets
+    whose ``proto`` says TCP, and the connections it accepts take this socket's.  With
+    proto 0, every response after a connection's first waited for the client's delayed ACK:
+    44 ms for a 400-byte range read over keep-alive, against 1 ms from nginx.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
