@@ -687,6 +687,13 @@ class Daemon:
             self.merge_due.clear()
 
     def _merge_when_unused(self) -> None:
+        from lazygit.maintenance import promisor_packs
+
+        # A clone of a server with many small packs (pushes since its last gc) has as many:
+        # they are merged as if a batch had made them, not only after the first batch.
+        with contextlib.suppress(OSError):
+            if len(promisor_packs(self.repo)) > max(self.settings.maxPromisorPacks, 1):
+                self.merge_due.set()
         wait = MERGE_POLL
         while True:
             if not self.merge_due.is_set():

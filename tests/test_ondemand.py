@@ -754,6 +754,40 @@ def test_pack_count_stays_bounded(small_lazy: Path) -> None:
     assert fsck.returncode == 0, fsck.err[-3000:]
 
 
+def test_a_clone_of_many_small_server_packs_is_merged_unasked(
+    nginx: Nginx, server_root: Path, tmp_path: Path, daemons: list[Path]
+) -> None:
+    """A server with many pushes since its last gc has as many small packs, each read whole
+    into a promisor pack of its own: the clone had 20 of them until the first lazy fetch
+    (thirty pushes: thirty).  The daemon the clone starts now merges them at once."""
+    bare = server_root / "ondemand-pushes.git"
+    shutil.rmtree(bare, ignore_errors=True)
+    git(server_root, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(bare, "config", "receive.unpackLimit", "1")  # every push leaves a pack
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(bare), str(work))
+    for i in range(20):
+        (work / f"f{i % 5}.txt").write_text(f"push {i}\n")
+        git(work, "add", "-A")
+        git(work, "commit", "-q", "-m", f"push {i}")
+        git(work, "push", "-q", "origin", "HEAD:main")
+    git(bare, "update-server-info")
+    assert len(list((bare / "objects" / "pack").glob("*.pack"))) == 20
+    lazy = tmp_path / "lazy"
+    lazy_clone_cli(nginx.url(bare.name), lazy)
+    daemons.append(lazy / ".git")
+    assert promisor_count(lazy) == 20
+    deadline = time.monotonic() + 30  # (the clone started the daemon; it may still load)
+    while daemon_pid(lazy / ".git") is None:
+        assert time.monotonic() < deadline, "the clone started no daemon"
+        time.sleep(0.05)
+    wait_for_merge(lazy, 16)
+    assert daemon_stats(lazy)["batches"] == 0
+    fsck = git(lazy, "fsck", check=False)
+    assert fsck.returncode == 0, fsck.err[-3000:]
+    compare(lazy, work, "log", "-p")
+
+
 def test_packs_merge_when_no_git_has_them_open(small_lazy: Path) -> None:
     """A git process that has looked in the small packs would count a merged pack's objects
     twice after its next lazy fetch, and abbreviate hashes longer than a full clone does: the
