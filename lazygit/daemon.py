@@ -183,17 +183,15 @@ class Batcher:
         threading.Thread(target=self._worker, name="batcher", daemon=True).start()
 
     def submit(self, oids: list[bytes]) -> list[Batch]:
-        """The batches the caller must wait for to have ``oids`` local."""
-        local = self.daemon.local
+        """The batches the caller must wait for to have ``oids`` (found missing a moment
+        ago) local.  One that landed meanwhile costs its batch a lookup, not a read: the
+        engine looks again, so they are not looked up here a second time (5,103 oids of a
+        checkout: ~15 ms)."""
         deps: dict[int, Batch] = {}
         with self.cond:
             for oid in oids:
                 batch = self.inflight.get(oid)
-                if batch is None and oid in self.pending.oids:
-                    batch = self.pending
                 if batch is None:
-                    if oid in local:
-                        continue
                     self.pending.oids[oid] = None
                     batch = self.pending
                 deps[id(batch)] = batch
@@ -764,7 +762,7 @@ class Daemon:
                 extra, intent = self.plan_prefetch(missing, pid, settings)
             except Exception:  # an optimisation only: the request itself must go on
                 self.log_exception()
-        deps = self.batcher.submit(oids + extra)
+        deps = self.batcher.submit(missing + extra)
         deadline = t0 + self.settings.daemonTimeout
         with _reporting(report, [b.tally for b in deps]):
             for batch in deps:
@@ -773,7 +771,7 @@ class Daemon:
         errors = [b.error for b in deps if b.error]
         if errors:
             raise DaemonError(errors[0])
-        missing = self.local.missing(oids)
+        missing = self.local.missing(missing_before)
         if missing:
             raise DaemonError(f"object {missing[0].hex()} is not on the server")
         reply: dict[str, Any] = {"objects": 0, "bytes": 0, "requests": 0}

@@ -362,7 +362,8 @@ class LocalObjects:
             self._loose_dirs = frozenset()
 
     def __contains__(self, oid: bytes) -> bool:
-        for idx in self._indexes.values():
+        # Newest first: the packs that just landed are what a batch's own check looks in.
+        for idx in reversed(self._indexes.values()):
             if oid in idx:
                 return True
         h = oid.hex()
