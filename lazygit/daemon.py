@@ -806,13 +806,7 @@ class Daemon:
             stats = self.engine.update(tips, tally)
             self._bound_packs_safely()
             self.local.refresh()
-            catalog = self.engine.catalog
-            abbrev = self.repo.abbreviate_as_full_clone(
-                catalog.object_count(), catalog.abbrev, new=False
-            )
-            if abbrev != catalog.abbrev:
-                catalog.abbrev = abbrev
-                catalog.save()
+            self._follow_abbrev()
         missing = self.local.missing(tips)
         if missing:
             raise DaemonError(f"object {missing[0].hex()} is not on the server")
@@ -822,6 +816,22 @@ class Daemon:
             "requests": stats.requests,
             "seconds": round(stats.seconds, 4),
         }
+
+    def _follow_abbrev(self) -> None:
+        """core.abbrev as a full clone of the server now sizes it (the update brought its
+        new packs).  Cosmetic: a failure (git config locked by another git) is logged, and
+        the fetch it follows still succeeds."""
+        catalog = self.engine.catalog
+        try:
+            abbrev = self.repo.abbreviate_as_full_clone(
+                catalog.object_count(), catalog.abbrev, new=False
+            )
+        except LazyGitError as exc:
+            self.log(f"core.abbrev not updated: {exc}")
+            return
+        if abbrev != catalog.abbrev:
+            catalog.abbrev = abbrev
+            catalog.save()
 
     def list_refs(self) -> dict[str, Any]:
         from lazygit.discovery import discover, refs_reply
