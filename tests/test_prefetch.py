@@ -727,9 +727,13 @@ def _topic_history(seed: int = 7, topics: int = 40) -> bytes:
     return "".join(out).encode()
 
 
+TOPICS = "topics.git"
+
+
 @pytest.fixture(scope="module")
-def topics(server_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Published:
-    bare = server_root / "topics.git"
+def topics(server_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The topic-branch history published as TOPICS; returns a full clone of it."""
+    bare = server_root / TOPICS
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
     subprocess.run(
         ["git", "-C", str(bare), "fast-import", "--quiet"], input=_topic_history(), check=True
@@ -740,11 +744,11 @@ def topics(server_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Publi
     git(bare, "update-server-info")
     full = tmp_path_factory.mktemp("topics") / "full"
     subprocess.run(["git", "clone", "-q", "--no-local", str(bare), str(full)], check=True)
-    return Published(None, "topics.git", full)  # type: ignore[arg-type]
+    return full
 
 
 def test_a_log_under_a_merge_walks_from_its_tip(
-    topics: Published, nginx: Nginx, tmp_path: Path, daemons: list[Path]
+    topics: Path, nginx: Nginx, tmp_path: Path, daemons: list[Path]
 ) -> None:
     """The first diff `git log -p -N` asks for under a merge at the tip is on the merged
     side branch.  The window was walked from that commit's ancestry alone, so it left out
@@ -752,7 +756,7 @@ def test_a_log_under_a_merge_walks_from_its_tip(
     ran past -N (`git log -p -100` on 596 commits of this shape: 540 blobs in two
     batches; 241 in one now).  The walk now starts at the tip, as git's does: HEAD, the
     revision named, or the refs of --all (which still walked from that commit)."""
-    full = topics.full
+    full = topics
     assert git(full, "log", "-1", "--format=%p").text.count(" ") == 1  # the tip is a merge
     index = HistoryIndex.build(full / ".git")
     shown = git(full, "log", "-60", "--format=%H").text.split()
@@ -764,7 +768,7 @@ def test_a_log_under_a_merge_walks_from_its_tip(
         plan = p.plan(sorted(asked), Intent("log", args), 1 << 30)
         assert needed <= set(plan.oids) | asked, (args, plan.reason)
 
-    repo = lazy_clone(nginx.url(topics.name), tmp_path / "lazy")
+    repo = lazy_clone(nginx.url(TOPICS), tmp_path / "lazy")
     daemons.append(repo / ".git")
     compare(repo, full, "log", "-p", "-60")
     batches = [ln for ln in daemon_log(repo) if " batch: " in ln]

@@ -281,9 +281,14 @@ def _server_end(client_end: tuple[str, int]) -> socket.socket | None:
     connection: it runs in a thread here), as a duplicate the caller closes."""
     for fd in os.listdir("/proc/self/fd"):
         try:
-            sock = socket.socket(fileno=os.dup(int(fd)))
+            copy = os.dup(int(fd))
         except OSError:
-            continue  # not a socket (or already closed)
+            continue  # closed since the listing (it was the listing's own)
+        try:
+            sock = socket.socket(fileno=copy)
+        except OSError:
+            os.close(copy)  # not a socket
+            continue
         try:
             if sock.type == socket.SOCK_STREAM and sock.getpeername() == client_end:
                 return sock
