@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from lazygit.errors import LazyGitError
+from lazygit.progress import counted
 from lazygit.progress import human_size as _size
 
 # click already says "Did you mean ...?" for a mistyped command; typer would say it twice.
@@ -84,8 +85,9 @@ def clone(
     _say(
         quiet,
         f"Cloned into {result.dest} in {result.seconds:.1f} s: {result.metadata.objects} commits/"
-        f"trees/tags and {result.blobs.objects} blobs, {_size(result.bytes_read)} read from the "
-        f"server in {result.metadata.requests + result.blobs.requests} requests.",
+        f"trees/tags and {counted(result.blobs.objects, 'blob')}, {_size(result.bytes_read)} "
+        f"read from the server in "
+        f"{counted(result.metadata.requests + result.blobs.requests, 'request')}.",
     )
 
 

@@ -464,7 +464,6 @@ def _sq_words(text: str) -> list[tuple[str, bool]]:
 def describe(reply: dict[str, Any]) -> str:
     """One progress line for a finished batch."""
     kib = reply.get("bytes", 0) / 1024
-    return (
-        f"lazygit: fetched {reply.get('objects', 0)} objects ({kib:.0f} KiB) "
-        f"in {reply.get('seconds', 0.0):.2f} s"
-    )
+    objects = reply.get("objects", 0)
+    noun = "object" if objects == 1 else "objects"  # (progress.counted: not on this path)
+    return f"lazygit: fetched {objects} {noun} ({kib:.0f} KiB) in {reply.get('seconds', 0.0):.2f} s"

@@ -59,7 +59,7 @@ def run_demo(workdir: Path | None, size: str, quiet: bool) -> Iterator[str]:
     from lazygit import sample
     from lazygit.clone import CloneOptions, clone
     from lazygit.config import Settings
-    from lazygit.progress import Progress
+    from lazygit.progress import Progress, counted
 
     # The demo's default: enough history that a lazy clone has something to save.
     demo = dataclasses.replace(sample.SMALL, commits=2000, hot_file_versions=400)
@@ -91,7 +91,7 @@ def run_demo(workdir: Path | None, size: str, quiet: bool) -> Iterator[str]:
             f"lazy clone in {result.seconds:.2f} s: {result.metadata.objects} commits/trees/tags "
             f"and {result.blobs.objects} blobs for {result.files} files, "
             f"{result.bytes_read / 2**20:.1f} MiB read in "
-            f"{result.metadata.requests + result.blobs.requests} requests"
+            f"{counted(result.metadata.requests + result.blobs.requests, 'request')}"
         )
         yield (
             f"saved {100 * (1 - result.bytes_read / full):.0f}% of the {full / 2**20:.1f} MiB a "

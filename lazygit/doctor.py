@@ -27,6 +27,7 @@ from lazygit.errors import DaemonError, HTTPStatusError, LazyGitError
 from lazygit.gitcmd import git_env, run_git
 from lazygit.localrepo import LocalRepo
 from lazygit.maintenance import promisor_packs
+from lazygit.progress import counted
 from lazygit.progress import human_size as _size
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -410,8 +411,9 @@ def check_daemon(clone: Clone) -> Check:
         "daemon",
         OK,
         f"running, pid {stats.get('pid')}, socket {stats.get('socket')}: "
-        f"{stats.get('batches', 0)} batches, {stats.get('objects', 0)} objects, "
-        f"{_size(stats.get('bytes', 0))} read, {stats.get('errors', 0)} errors",
+        f"{counted(stats.get('batches', 0), 'batch')}, "
+        f"{counted(stats.get('objects', 0), 'object')}, "
+        f"{_size(stats.get('bytes', 0))} read, {counted(stats.get('errors', 0), 'error')}",
         data={"running": True, **stats},
     )
 
@@ -805,9 +807,11 @@ class StatusReport:
         else:
             d = self.daemon
             out.append(
-                f"daemon: pid {d.get('pid')}, this session {d.get('batches', 0)} batches, "
-                f"{d.get('objects', 0)} objects, {_size(d.get('bytes', 0))} read from the "
-                f"server, block cache {_size(d.get('cache_bytes', 0))} "
+                f"daemon: pid {d.get('pid')}, this session "
+                f"{counted(d.get('batches', 0), 'batch')}, "
+                f"{counted(d.get('objects', 0), 'object')}, "
+                f"{_size(d.get('bytes', 0))} read from the server, "
+                f"block cache {_size(d.get('cache_bytes', 0))} "
                 f"({d.get('cache_hits', 0)} hits, {d.get('cache_misses', 0)} misses)"
             )
         return out

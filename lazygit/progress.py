@@ -13,6 +13,13 @@ import threading
 from typing import Any
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless one: "1 request", "3 batches"."""
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n} {noun}es" if noun.endswith(("s", "sh", "ch", "x")) else f"{n} {noun}s"
+
+
 class Task:
     """One bar; ``advance`` is thread-safe (rich's is)."""
 

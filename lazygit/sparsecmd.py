@@ -29,7 +29,7 @@ from typing import Any
 from lazygit.config import Settings
 from lazygit.errors import LazyGitError
 from lazygit.localrepo import LocalObjects, LocalRepo
-from lazygit.progress import QUIET, Progress, Task
+from lazygit.progress import QUIET, Progress, Task, counted
 from lazygit.sparse import BLOB_MODES, validate_cone_dirs
 
 PathMatcher = Callable[[str], bool]
@@ -161,9 +161,10 @@ def describe(result: HydrateResult, what: str) -> str:
     """The summary line."""
     mib = result.bytes / 2**20
     return (
-        f"{what}: {result.wanted} blobs, {result.already_local} already local, "
-        f"{result.objects} objects fetched ({mib:.1f} MiB, {result.requests} requests, "
-        f"{result.batches} batches) in {result.seconds:.1f} s"
+        f"{what}: {counted(result.wanted, 'blob')}, {result.already_local} already local, "
+        f"{counted(result.objects, 'object')} fetched ({mib:.1f} MiB, "
+        f"{counted(result.requests, 'request')}, {counted(result.batches, 'batch')}) "
+        f"in {result.seconds:.1f} s"
     )
 
 

@@ -143,7 +143,7 @@ def test_status_and_daemon_after_a_lazy_fetch(lazy: Path, daemons: list[Path]):
     assert after["promisor_packs"] == doc["promisor_packs"] + 1
     assert after["daemon"]["batches"] == 1 and after["daemon"]["bytes"] > 0
     text = run("status", cwd=lazy).stdout
-    assert f"{after['local']:,} local" in text and "this session 1 batches" in text
+    assert f"{after['local']:,} local" in text and "this session 1 batch," in text
     c = checks(run("doctor", "--json", cwd=lazy))
     assert c["daemon"]["data"]["running"] is True
     assert c["daemon"]["data"]["pid"] == after["daemon"]["pid"]

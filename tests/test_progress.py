@@ -208,3 +208,16 @@ def test_git_fetch_of_new_commits_shows_its_progress_too(
             assert fetched.stdout == tip.stdout
         finally:
             stop_daemon(dest / ".git")
+
+
+def test_summary_lines_count_in_the_singular_too() -> None:
+    """A clone of a tiny repository said "in 1 requests", a one-blob batch "fetched 1
+    objects", `lazygit sparse` "1 batches"."""
+    from lazygit.daemonclient import describe
+    from lazygit.progress import counted
+
+    assert [counted(n, "batch") for n in (0, 1, 2)] == ["0 batches", "1 batch", "2 batches"]
+    assert counted(1, "request") == "1 request" and counted(7, "blob") == "7 blobs"
+    line = describe({"objects": 1, "bytes": 2048, "seconds": 0.05})
+    assert line == "lazygit: fetched 1 object (2 KiB) in 0.05 s"
+    assert describe({"objects": 3, "bytes": 0, "seconds": 1})[:26] == "lazygit: fetched 3 objects"

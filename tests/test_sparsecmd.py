@@ -106,7 +106,7 @@ def test_sparse_add_hydrates_in_one_batch(
     assert len(files) >= 5 and not (repo / files[0]).exists()
     nginx.clear_log()
     proc = lazygit(repo, "sparse", "add", new)
-    assert "1 batches" in proc.stderr, proc.stderr
+    assert "1 batch)" in proc.stderr, proc.stderr
     for f in files:
         assert (repo / f).read_bytes() == (small.full / f).read_bytes()
     # Only pack reads, and no per-file requests: one batch of ranged reads.
@@ -174,5 +174,5 @@ def test_prefetch_history_and_since(
     daemons.append(dest / ".git")
     hot = small.info.hot_file
     out = lazygit(dest, "prefetch", "--history", hot, "--since", "1971-01-01")
-    assert "1 batches" in out.stderr
+    assert "1 batch)" in out.stderr
     compare(dest, small.full, "log", "-p", "--", hot, lazy_env=NO_LAZY)
