@@ -10,6 +10,7 @@ unchecked and no pack is held in memory.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import threading
@@ -27,7 +28,7 @@ from lazygit.config import Settings
 from lazygit.errors import CorruptDataError, HTTPStatusError, PackChangedError, RemoteError
 from lazygit.localrepo import LocalObjects, LocalRepo
 from lazygit.loose import LooseObject, SpooledObject, fetch_loose_spooled, walk_loose_metadata
-from lazygit.packmeta import PackTypes
+from lazygit.packmeta import PackTypes, Run
 from lazygit.packwriter import (
     OBJ_BLOB,
     OBJ_COMMIT,
@@ -97,27 +98,78 @@ def _slice(ext: Extent, data: bytes, entry: Extent) -> bytes:
     return data[entry.start - ext.start : entry.end - ext.start]
 
 
-def read_whole_pack(
-    h: PackHandle, repo: LocalRepo, settings: Settings, progress: Progress = QUIET
+def read_whole_packs(
+    handles: Sequence[PackHandle], repo: LocalRepo, progress: Progress = QUIET
 ) -> FetchStats:
-    """Stream a server pack without a bitmap into the local store: its types are unknown
-    until every entry header is read, which costs as much as reading it all."""
-    if h.info.size > settings.smallPackBytes:
-        progress.log(
-            f"warning: {h.name} on the server has no bitmap; reading all "
-            f"{h.info.size / 2**20:.0f} MiB of it (fix on the server: "
-            "`git repack -a -d -b && git update-server-info`, or `lazygit prepare`)"
-        )
-    task = progress.task("whole pack", total=h.info.size)
+    """Small server packs without a bitmap, read whole into one promisor pack.
 
-    def write_whole(out: IO[bytes]) -> None:
-        for chunk in h.source.remote.iter_file(h.info):
-            out.write(chunk)
-            task.advance(len(chunk))
+    Their types are unknown until every entry header is read, which costs as much as reading
+    them all.  One pack for all of them, not one each: a server with many pushes since its
+    last gc has as many small packs (20 pushes made 20 local packs, by 20 index-pack runs).
+    An object several of them hold (the bases a push's ``--fix-thin`` appended) is written
+    once: git refuses a pack that holds an object twice.  Each is at most
+    ``smallPackBytes``, held while its entries are copied.
+    """
+    if not handles:
+        return FetchStats()
+    seen: set[bytes] = set()
+    keep: list[list[Run]] = []  # per pack, the position runs of objects not written before
+    for h in handles:
+        runs: list[Run] = []
+        for p in range(len(h.pack)):
+            oid = h.pack.oid_at_position(p)
+            if oid in seen:
+                continue
+            seen.add(oid)
+            if runs and runs[-1][1] == p:
+                runs[-1] = (runs[-1][0], p + 1)
+            else:
+                runs.append((p, p + 1))
+        keep.append(runs)
+    task = progress.task("whole packs", total=sum(h.info.size for h in handles))
 
-    name = repo.index_pack(write_whole, promisor=PROMISOR_MESSAGE)
+    def locate(oid: bytes) -> Iterator[tuple[str, int]]:  # a base written from another pack
+        for h in handles:
+            off = h.pack.offset_of(oid)
+            if off is not None:
+                yield h.name, off
+
+    def write(out: IO[bytes]) -> None:
+        writer = PackWriter(out, len(seen), locate if len(handles) > 1 else None)
+        for h, runs in zip(handles, keep, strict=True):
+            data = memoryview(_whole_pack(h, task))
+            for a, b in runs:
+                start, end = h.pack.offset_at_position(a), h.pack.end_of_position(b)
+                writer.add_run(
+                    h.name, data[start:end], h.pack.offsets_of_positions(a, b), h.pack.oid_at
+                )
+        writer.finish()
+
+    name = repo.index_pack(write, promisor=PROMISOR_MESSAGE)
     task.done()
-    return FetchStats(objects=len(h.pack), bytes=h.info.size, requests=1, packs=[name])
+    return FetchStats(
+        objects=len(seen),
+        bytes=sum(h.info.size for h in handles),
+        requests=len(handles),
+        packs=[name],
+    )
+
+
+def _whole_pack(h: PackHandle, task: Task) -> bytes:
+    """All of a small server pack, checked against its .idx (header count, checksum)."""
+    data = bytearray()
+    for chunk in h.source.remote.iter_file(h.info):
+        data += chunk
+        task.advance(len(chunk))
+    if (
+        len(data) != h.info.size
+        or data[:4] != b"PACK"
+        or int.from_bytes(data[8:12], "big") != len(h.pack)
+        or data[-20:] != h.pack.checksum
+        or hashlib.sha1(memoryview(data)[:-20]).digest() != h.pack.checksum
+    ):
+        raise CorruptDataError(f"{h.name}: the pack the server sent does not match its .idx")
+    return bytes(data)
 
 
 #: A pack without a bitmap larger than this gets a warning naming the server-side fix.
@@ -345,8 +397,7 @@ def fetch_metadata(
     whole = [
         h for h in catalog.packs if h.pack.types is None and h.info.size <= settings.smallPackBytes
     ]
-    for h in whole:
-        packs += read_whole_pack(h, repo, settings, progress).packs
+    packs += read_whole_packs(whole, repo, progress).packs
     rest = [h for h in catalog.packs if h not in whole]
     first = next((h for h in rest if h.pack.types is not None), None)
     if first is not None:
@@ -631,18 +682,14 @@ class FetchEngine:
         self.catalog.rescan(self.settings)
         self.local.refresh()
         wanted: list[bytes] = []
-        packs: list[str] = []
-        objects = 0
+        small: list[PackHandle] = []
         for h in self.catalog.packs:
             if h.name in self.catalog.meta_done:
                 continue
             if all(h.pack.oid_at_position(i) in self.local for i in range(len(h.pack))):
                 continue
             if h.pack.types is None and h.info.size <= self.settings.smallPackBytes:
-                whole = read_whole_pack(h, self.repo, self.settings, progress)
-                packs += whole.packs
-                objects += whole.objects
-                self.local.refresh()
+                small.append(h)
                 continue
             if h.pack.types is None:  # a large push: its headers tell commits from blobs
                 with tempfile.TemporaryFile(dir=self._tmp_dir(), prefix="scan-") as scratch:
@@ -652,6 +699,8 @@ class FetchEngine:
             t = h.pack.types
             for a, b in (*t.commits, *t.trees, *t.tags):
                 wanted += (h.pack.oid_at_position(i) for i in range(a, b))
+        whole = read_whole_packs(small, self.repo, progress)
+        self.local.refresh()
         loose = walk_loose_metadata(
             tips,
             lambda o: self.catalog.is_packed(o) or o in self.local,
@@ -661,7 +710,7 @@ class FetchEngine:
         batch = self.fetch(wanted, progress, loose=loose)
         self.catalog.meta_done.update(h.name for h in self.catalog.packs)
         self.catalog.save()
-        return meter.stats(objects + batch.objects, batch.rounds, packs + batch.packs)
+        return meter.stats(whole.objects + batch.objects, batch.rounds, whole.packs + batch.packs)
 
     def _tmp_dir(self) -> Path:
         tmp_dir = self.repo.state_dir / "tmp"

@@ -754,38 +754,72 @@ def test_pack_count_stays_bounded(small_lazy: Path) -> None:
     assert fsck.returncode == 0, fsck.err[-3000:]
 
 
-def test_a_clone_of_many_small_server_packs_is_merged_unasked(
+def _push_each(work: Path, first: int, count: int) -> None:
+    """``count`` commits, each pushed alone (the server keeps a pack for each)."""
+    for i in range(first, first + count):
+        (work / f"f{i % 5}.txt").write_text(f"push {i}\n")
+        git(work, "add", "-A")
+        git(work, "commit", "-q", "-m", f"push {i}")
+        git(work, "push", "-q", "origin", "HEAD:main")
+
+
+def test_many_small_server_packs_make_one_local_pack(
     nginx: Nginx, server_root: Path, tmp_path: Path, daemons: list[Path]
 ) -> None:
-    """A server with many pushes since its last gc has as many small packs, each read whole
-    into a promisor pack of its own: the clone had 20 of them until the first lazy fetch
-    (thirty pushes: thirty).  The daemon the clone starts now merges them at once."""
+    """A server with many pushes since its last gc has as many small packs, each read whole:
+    the clone made a promisor pack of each (20 pushes: 20 local packs, by 20 index-pack
+    runs), and `git fetch` one per new pack.  They now go into one pack, each object once
+    (pushed packs repeat the bases `--fix-thin` appended; git refuses a pack that holds an
+    object twice)."""
     bare = server_root / "ondemand-pushes.git"
     shutil.rmtree(bare, ignore_errors=True)
     git(server_root, "init", "-q", "--bare", "-b", "main", str(bare))
     git(bare, "config", "receive.unpackLimit", "1")  # every push leaves a pack
     work = tmp_path / "work"
     git(tmp_path, "clone", "-q", str(bare), str(work))
-    for i in range(20):
-        (work / f"f{i % 5}.txt").write_text(f"push {i}\n")
-        git(work, "add", "-A")
-        git(work, "commit", "-q", "-m", f"push {i}")
-        git(work, "push", "-q", "origin", "HEAD:main")
+    _push_each(work, 0, 20)
     git(bare, "update-server-info")
-    assert len(list((bare / "objects" / "pack").glob("*.pack"))) == 20
+    server_packs = list((bare / "objects" / "pack").glob("*.idx"))
+    assert len(server_packs) == 20
+    held = sum(
+        len(git(bare, "show-index", input=p.read_bytes()).text.splitlines()) for p in server_packs
+    )
+    unique = len(git(bare, "rev-list", "--objects", "--all").text.splitlines())
+    assert held > unique  # objects repeated across the pushed packs
     lazy = tmp_path / "lazy"
     lazy_clone_cli(nginx.url(bare.name), lazy)
     daemons.append(lazy / ".git")
-    assert promisor_count(lazy) == 20
-    deadline = time.monotonic() + 30  # (the clone started the daemon; it may still load)
-    while daemon_pid(lazy / ".git") is None:
-        assert time.monotonic() < deadline, "the clone started no daemon"
-        time.sleep(0.05)
-    wait_for_merge(lazy, 16)
+    assert promisor_count(lazy) == 1
+    (pack,) = (lazy / ".git" / "objects" / "pack").glob("pack-*.idx")
+    git(lazy, "verify-pack", str(pack))
+    compare(lazy, work, "log", "-p")
+
+    _push_each(work, 20, 5)
+    git(bare, "update-server-info")
+    git(lazy, "fetch", "-q")
+    assert promisor_count(lazy) == 2
+    compare(lazy, work, "log", "-p", "origin/main")
+    fsck = git(lazy, "fsck", check=False)
+    assert fsck.returncode == 0, fsck.err[-3000:]
+
+
+def test_a_daemon_merges_the_packs_it_starts_with(small_lazy: Path) -> None:
+    """Promisor packs beyond lazygit.maxPromisorPacks are merged from the daemon's start,
+    not only after its first batch has landed."""
+    lazy = small_lazy
+    stop_daemon(lazy / ".git")
+    pack_dir = lazy / ".git" / "objects" / "pack"
+    commits = git(lazy, "rev-list", "-6", "HEAD").text.split()
+    for oid in commits[:3]:  # three more packs, as lazy fetches would leave them
+        name = git(lazy, "pack-objects", "-q", str(pack_dir / "pack"), input=oid.encode() + b"\n")
+        (pack_dir / f"pack-{name.text.strip()}.promisor").write_text("")
+    git(lazy, "config", "lazygit.maxPromisorPacks", "2")
+    assert promisor_count(lazy) > 2
+    daemonclient.request(lazy / ".git", {"op": "ping"}, timeout=30)
+    wait_for_merge(lazy, 2)
     assert daemon_stats(lazy)["batches"] == 0
     fsck = git(lazy, "fsck", check=False)
     assert fsck.returncode == 0, fsck.err[-3000:]
-    compare(lazy, work, "log", "-p")
 
 
 def test_packs_merge_when_no_git_has_them_open(small_lazy: Path) -> None:
