@@ -105,10 +105,11 @@ def read_whole_packs(
 
     Their types are unknown until every entry header is read, which costs as much as reading
     them all.  One pack for all of them, not one each: a server with many pushes since its
-    last gc has as many small packs (20 pushes made 20 local packs, by 20 index-pack runs).
+    last gc has as many small packs (30 pushes made 30 local packs, by 30 index-pack runs).
     An object several of them hold (the bases a push's ``--fix-thin`` appended) is written
-    once: git refuses a pack that holds an object twice.  Each is at most
-    ``smallPackBytes``, held while its entries are copied.
+    once: git refuses a pack that holds an object twice.  Each pack is spooled to a file and
+    copied from there in pieces of at most HOLD_BYTES: however large lazygit.smallPackBytes
+    is set, none is held whole.
     """
     if not handles:
         return FetchStats()
@@ -127,6 +128,8 @@ def read_whole_packs(
                 runs.append((p, p + 1))
         keep.append(runs)
     task = progress.task("whole packs", total=sum(h.info.size for h in handles))
+    tmp_dir = repo.state_dir / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
 
     def locate(oid: bytes) -> Iterator[tuple[str, int]]:  # a base written from another pack
         for h in handles:
@@ -137,12 +140,10 @@ def read_whole_packs(
     def write(out: IO[bytes]) -> None:
         writer = PackWriter(out, len(seen), locate if len(handles) > 1 else None)
         for h, runs in zip(handles, keep, strict=True):
-            data = memoryview(_whole_pack(h, task))
-            for a, b in runs:
-                start, end = h.pack.offset_at_position(a), h.pack.end_of_position(b)
-                writer.add_run(
-                    h.name, data[start:end], h.pack.offsets_of_positions(a, b), h.pack.oid_at
-                )
+            with tempfile.TemporaryFile(dir=tmp_dir, prefix="whole-") as spool:
+                _spool_whole_pack(h, spool, task)
+                for a, b in runs:
+                    _copy_positions(writer, h, spool.fileno(), a, b)
         writer.finish()
 
     name = repo.index_pack(write, promisor=PROMISOR_MESSAGE)
@@ -155,21 +156,53 @@ def read_whole_packs(
     )
 
 
-def _whole_pack(h: PackHandle, task: Task) -> bytes:
-    """All of a small server pack, checked against its .idx (header count, checksum)."""
-    data = bytearray()
+def _spool_whole_pack(h: PackHandle, spool: IO[bytes], task: Task) -> None:
+    """All of a small server pack into ``spool``, checked against its .idx (object count,
+    checksum) so that its entries sit where the .idx says."""
+    sha = hashlib.sha1()
+    head = bytearray()
+    tail = b""  # the last 20 bytes so far: the trailer once the file has ended
+    size = 0
     for chunk in h.source.remote.iter_file(h.info):
-        data += chunk
+        spool.write(chunk)
         task.advance(len(chunk))
+        size += len(chunk)
+        if len(head) < 12:
+            head += chunk[: 12 - len(head)]
+        joined = tail + chunk
+        sha.update(joined[:-20])
+        tail = joined[-20:]
+    spool.flush()
     if (
-        len(data) != h.info.size
-        or data[:4] != b"PACK"
-        or int.from_bytes(data[8:12], "big") != len(h.pack)
-        or data[-20:] != h.pack.checksum
-        or hashlib.sha1(memoryview(data)[:-20]).digest() != h.pack.checksum
+        size != h.info.size
+        or head[:4] != b"PACK"
+        or int.from_bytes(head[8:12], "big") != len(h.pack)
+        or tail != h.pack.checksum
+        or sha.digest() != h.pack.checksum
     ):
         raise CorruptDataError(f"{h.name}: the pack the server sent does not match its .idx")
-    return bytes(data)
+
+
+def _copy_positions(writer: PackWriter, h: PackHandle, fd: int, a: int, b: int) -> None:
+    """The entries at pack positions [a, b) of ``h``, spooled whole in ``fd``: runs of up to
+    HOLD_BYTES as slices, a bigger entry alone in pieces."""
+    pack = h.pack
+    while a < b:
+        start = pack.offset_at_position(a)
+        stop = a + 1
+        while stop < b and pack.end_of_position(stop + 1) - start <= HOLD_BYTES:
+            stop += 1
+        end = pack.end_of_position(stop)
+        if end - start <= HOLD_BYTES or stop - a > 1:
+            data = os.pread(fd, end - start, start)
+            if len(data) != end - start:
+                raise CorruptDataError(f"{h.name}: the spooled pack is shorter than its .idx")
+            writer.add_run(h.name, data, pack.offsets_of_positions(a, stop), pack.oid_at)
+        else:  # one entry bigger than HOLD_BYTES
+            head = os.pread(fd, HOLD_BYTES, start)
+            rest = _pread_pieces(fd, start + len(head), end - start - len(head))
+            writer.add_entry(h.name, start, head, pack.oid_at, pack.oid_at(start), rest)
+        a = stop
 
 
 #: A pack without a bitmap larger than this gets a warning naming the server-side fix.

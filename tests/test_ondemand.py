@@ -803,6 +803,42 @@ def test_many_small_server_packs_make_one_local_pack(
     assert fsck.returncode == 0, fsck.err[-3000:]
 
 
+def test_a_whole_pack_is_copied_in_bounded_pieces(
+    nginx: Nginx, server_root: Path, tmp_path: Path, daemons: list[Path]
+) -> None:
+    """With lazygit.smallPackBytes raised, a pack read whole may hold an entry bigger than
+    the pieces it is copied in (HOLD_BYTES): it goes through in pieces, hash-checked."""
+    bare = server_root / "ondemand-bigwhole.git"
+    shutil.rmtree(bare, ignore_errors=True)
+    git(server_root, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(bare, "config", "receive.unpackLimit", "1")
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(bare), str(work))
+    _push_each(work, 0, 2)
+    (work / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024))  # (incompressible)
+    git(work, "add", "big.bin")
+    git(work, "commit", "-q", "-m", "big")
+    git(work, "push", "-q", "origin", "HEAD:main")
+    git(bare, "update-server-info")
+    lazy = tmp_path / "lazy"
+    proc = subprocess.run(
+        [str(LAZYGIT), "clone", "--no-checkout", "-q", nginx.url(bare.name), str(lazy)],
+        env=base_env(
+            {
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": "lazygit.smallPackBytes",
+                "GIT_CONFIG_VALUE_0": "16m",
+            }
+        ),
+        capture_output=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    daemons.append(lazy / ".git")
+    assert promisor_count(lazy) == 1
+    out = git(lazy, "cat-file", "blob", "HEAD:big.bin", env=NO_LAZY)
+    assert out.stdout == (work / "big.bin").read_bytes()
+
+
 def test_a_daemon_merges_the_packs_it_starts_with(small_lazy: Path) -> None:
     """Promisor packs beyond lazygit.maxPromisorPacks are merged from the daemon's start,
     not only after its first batch has landed."""
