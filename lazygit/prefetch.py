@@ -1082,7 +1082,14 @@ class Predictor:
         # git walks for log, show -N and format-patch; diff-tree --stdin takes the commits
         # in the order it is given them: a second request along the walk confirms that.
         walks_itself = intent.walks and intent.command != "diff-tree"
-        if fresh and walks_itself and not s.reverse and not s.topo and c:
+        # (The newest commit of all is where a walk from one tip starts: no git run then.)
+        if (
+            fresh
+            and walks_itself
+            and not s.reverse
+            and not s.topo
+            and (c or self._several_tips(intent))
+        ):
             self._walk_to(s, self._log_tips(intent, c), c)
         confirmed = walks_itself or s.window > 0 or c in s.seen or s.reverse
         s.requested.add(c)
@@ -1238,16 +1245,9 @@ class Predictor:
         the index lacks one of them."""
         if any(".." in w or w.startswith("^") for w in intent.words()):
             return [c]
-        refs = [
-            o
-            for o in intent.options()
-            if o in ("--all", "--branches", "--tags", "--remotes")
-            or o.startswith(("--branches=", "--tags=", "--remotes=", "--glob="))
-        ]
-        words = [w for w in intent.words() if self._rev_tree(w) is not None]
         # rev-list --no-walk: the commits they name, annotated tags peeled, refs expanded.
         proc = run_git(
-            ["rev-list", "--no-walk=unsorted", *(words + refs or ["HEAD"]), "--"],
+            ["rev-list", "--no-walk=unsorted", *(self._tip_names(intent) or ["HEAD"]), "--"],
             env={"GIT_DIR": str(self.git_dir)},
             check=False,
         )
@@ -1255,6 +1255,21 @@ class Predictor:
         if proc.returncode != 0 or not tips or None in tips:
             return [c]
         return list(dict.fromkeys(t for t in tips if t is not None))
+
+    def _several_tips(self, intent: Intent) -> bool:
+        """Whether a log may start from several commits (revisions, or a ref option)."""
+        names = self._tip_names(intent)
+        return len(names) > 1 or any(n.startswith("--") for n in names)
+
+    def _tip_names(self, intent: Intent) -> list[str]:
+        """The revisions a log names and its ref options (``--all``, ``--branches=X``...)."""
+        words = [w for w in intent.words() if self._rev_tree(w) is not None]
+        return words + [
+            o
+            for o in intent.options()
+            if o in ("--all", "--branches", "--tags", "--remotes")
+            or o.startswith(("--branches=", "--tags=", "--remotes=", "--glob="))
+        ]
 
     def _topo_walk(self, tips: list[int], first_parent: bool) -> list[int]:
         """git's ``--topo-order`` from ``tips``: no parent before all its children, one line

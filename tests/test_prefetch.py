@@ -768,6 +768,25 @@ def test_a_log_under_a_merge_walks_from_its_tip(
         plan = p.plan(sorted(asked), Intent("log", args), 1 << 30)
         assert needed <= set(plan.oids) | asked, (args, plan.reason)
 
+    # --all where the newest commit of all is on a side branch: git's first diff is there,
+    # and main's newer commits come next.
+    side = tmp_path / "side"
+    git(tmp_path, "clone", "-q", "--no-local", str(full), str(side))
+    git(side, "checkout", "-q", "-b", "side", "HEAD~60")
+    for i in range(3):
+        (side / f"side{i}.txt").write_text(f"side {i}\n")
+        git(side, "add", "-A")
+        git(side, "commit", "-q", "-m", f"side {i}")
+    index = HistoryIndex.build(side / ".git")
+    tip = git(side, "rev-parse", "side").text.strip()
+    assert index.pos[tip] == 0
+    shown = git(side, "log", "--all", "-60", "--format=%H").text.split()
+    needed = set().union(*(index.changed(index.pos[c]) for c in shown))
+    asked = index.changed(0)
+    p = Predictor(side / ".git", index, is_local=lambda oid: False, size_of=lambda o: 1000)
+    plan = p.plan(sorted(asked), Intent("log", ["-p", "--all", "-60"]), 1 << 30)
+    assert needed <= set(plan.oids) | asked, plan.reason
+
     repo = lazy_clone(nginx.url(TOPICS), tmp_path / "lazy")
     daemons.append(repo / ".git")
     compare(repo, full, "log", "-p", "-60")
