@@ -76,7 +76,7 @@ class Adopter:
         snapshot = self._discover()
         catalog = Catalog(snapshot.sources, repo.state_dir)
         catalog.load_packs(self.settings, progress)  # (saves the catalog)
-        catalog.abbrev = repo.abbreviate_as_full_clone(catalog.object_count(), None, new=True)
+        catalog.abbrev = repo.abbreviate_as_full_clone(catalog.object_count())
         roots = peeled_oids(snapshot.refs) | ({snapshot.head_oid} if snapshot.head_oid else set())
         stats = fetch_metadata(catalog, repo, self.settings, roots, progress)
         catalog.meta_done.update(h.name for h in catalog.packs)

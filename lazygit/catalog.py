@@ -55,7 +55,8 @@ class Catalog:
         self.packs: list[PackHandle] = []
         #: Packs whose commits, trees and tags are all local (by the clone or an update).
         self.meta_done: set[str] = set()
-        #: The core.abbrev lazygit set in the clone (`LocalRepo.abbreviate_as_full_clone`);
+        #: The core.abbrev lazygit set in the clone (`LocalRepo.abbreviate_as_full_clone`, then
+        #: `follow_full_clone_abbrev`);
         #: None when it set none (the user had one).
         self.abbrev: int | None = None
 

@@ -204,7 +204,7 @@ def _clone(
         # Pack indexes and pack bytes go to the resume directory first: kept if we fail.
         catalog = Catalog(snapshot.sources, resume / "catalog")
         catalog.load_packs(settings, progress)
-        catalog.abbrev = repo.abbreviate_as_full_clone(catalog.object_count(), None, new=True)
+        catalog.abbrev = repo.abbreviate_as_full_clone(catalog.object_count())
         store = RangeStore(resume / "ranges")
         roots = peeled_oids(snapshot.refs) | ({head_oid} if head_oid else set())
         try:

@@ -685,13 +685,10 @@ class Daemon:
             self.merge_due.clear()
 
     def _merge_when_unused(self) -> None:
-        from lazygit.maintenance import promisor_packs
-
-        # A clone of a server with many small packs (pushes since its last gc) has as many:
-        # they are merged as if a batch had made them, not only after the first batch.
-        with contextlib.suppress(OSError):
-            if len(promisor_packs(self.repo)) > max(self.settings.maxPromisorPacks, 1):
-                self.merge_due.set()
+        # Packs beyond the limit at the start (a daemon that exited before its merge, packs
+        # git's own fetch left) are counted as after a batch, not only after the first one.
+        with self.write_lock:
+            self._bound_packs_safely()
         wait = MERGE_POLL
         while True:
             if not self.merge_due.is_set():
@@ -823,9 +820,7 @@ class Daemon:
         the fetch it follows still succeeds."""
         catalog = self.engine.catalog
         try:
-            abbrev = self.repo.abbreviate_as_full_clone(
-                catalog.object_count(), catalog.abbrev, new=False
-            )
+            abbrev = self.repo.follow_full_clone_abbrev(catalog.object_count(), catalog.abbrev)
         except LazyGitError as exc:
             self.log(f"core.abbrev not updated: {exc}")
             return

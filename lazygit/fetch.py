@@ -131,14 +131,8 @@ def read_whole_packs(
     tmp_dir = repo.state_dir / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
 
-    def locate(oid: bytes) -> Iterator[tuple[str, int]]:  # a base written from another pack
-        for h in handles:
-            off = h.pack.offset_of(oid)
-            if off is not None:
-                yield h.name, off
-
     def write(out: IO[bytes]) -> None:
-        writer = PackWriter(out, len(seen), locate if len(handles) > 1 else None)
+        writer = PackWriter(out, len(seen), _locator(handles) if len(handles) > 1 else None)
         for h, runs in zip(handles, keep, strict=True):
             with tempfile.TemporaryFile(dir=tmp_dir, prefix="whole-") as spool:
                 _spool_whole_pack(h, spool, task)
@@ -154,6 +148,19 @@ def read_whole_packs(
         requests=len(handles),
         packs=[name],
     )
+
+
+def _locator(handles: Sequence[PackHandle]) -> Callable[[bytes], Iterator[tuple[str, int]]]:
+    """Where an object sits in ``handles``, for a `PackWriter` copying entries of several
+    server packs into one: a delta may name a base copied from another of them, by id."""
+
+    def locate(oid: bytes) -> Iterator[tuple[str, int]]:
+        for h in handles:
+            off = h.pack.offset_of(oid)
+            if off is not None:
+                yield h.name, off
+
+    return locate
 
 
 def _spool_whole_pack(h: PackHandle, spool: IO[bytes], task: Task) -> None:
@@ -575,15 +582,9 @@ def _write_meta(
     checks that the clone's packs need each other for nothing and may be indexed at once.
     """
 
-    # With several packs, a delta may name a base copied from another pack by id.
-    def locate(oid: bytes) -> Iterator[tuple[str, int]]:
-        for plan in plans:
-            off = plan.handle.pack.offset_of(oid)
-            if off is not None:
-                yield plan.handle.name, off
-
     def write(out: IO[bytes]) -> None:
-        writer = PackWriter(out, count, locate if len(plans) > 1 else None)
+        handles = [plan.handle for plan in plans]
+        writer = PackWriter(out, count, _locator(handles) if len(plans) > 1 else None)
         for plan in plans:
             stream = reader(plan.handle, plan.merged, task.advance)
             if plan.runs is not None:

@@ -102,9 +102,11 @@ class LocalRepo:
     def cwd(self) -> Path:
         return self.worktree or self.git_dir
 
-    def git(self, args: list[str], *, input: bytes | None = None) -> bytes:
-        """Run an internal git command in this repository; return stdout."""
-        return run_git(args, cwd=self.cwd, input=input, env={"GIT_DIR": str(self.git_dir)}).stdout
+    def git(self, args: list[str], *, input: bytes | None = None, check: bool = True) -> bytes:
+        """Run an internal git command in this repository; return stdout (with ``check``
+        False, a failure returns what it printed instead of raising)."""
+        env = {"GIT_DIR": str(self.git_dir)}
+        return run_git(args, cwd=self.cwd, input=input, env=env, check=check).stdout
 
     # -- configuration and refs ---------------------------------------------------------
     def configure_partial_clone(
@@ -134,34 +136,34 @@ class LocalRepo:
         with open(self.git_dir / "config", "a", encoding="utf-8") as f:
             f.write(text)
 
-    def abbreviate_as_full_clone(self, objects: int, ours: int | None, new: bool) -> int | None:
-        """Make git abbreviate object names as a full clone of ``objects`` objects does.
+    def abbreviate_as_full_clone(self, objects: int) -> int | None:
+        """At the clone: make git abbreviate object names as a full clone of ``objects``
+        objects does, unless the user set core.abbrev (in any scope).  Returns the length
+        set, or None.
 
         git sizes its abbreviations by the objects it holds (``core.abbrev`` auto), and a
         lazy clone holds a fraction of them: `git log -p`, `blame` and `diff` printed
-        7-digit names where a full clone printed 8 (12,774 objects against 26,014).  So
-        core.abbrev is set here, as a full clone would size it, unless the user set one.
-        ``ours`` is what lazygit set before (``new``: at the clone, nothing yet); a value the
-        user changed since is theirs.  Returns what lazygit has set now, or None.
+        7-digit names where a full clone printed 8 (12,774 objects against 26,014).
         """
+        if self.git(["config", "--get", "core.abbrev"], check=False).strip():
+            return None
         want = abbrev_length(objects)
-        env = {"GIT_DIR": str(self.git_dir)}
-        if new:
-            given = run_git(["config", "--get", "core.abbrev"], env=env, check=False)
-            if given.stdout.strip():
-                return None
-        else:
-            if ours is None:
-                return None
-            local = ["config", "--local", "--get", "core.abbrev"]
-            if run_git(local, env=env, check=False).stdout.strip() != str(ours).encode():
-                return None
-            if want == ours:
-                return ours
-            self.git(["config", "core.abbrev", str(want)])
-            return want
         with open(self.git_dir / "config", "a", encoding="utf-8") as f:  # (no git run)
             f.write(f"[core]\n\tabbrev = {want}\n")
+        return want
+
+    def follow_full_clone_abbrev(self, objects: int, ours: int | None) -> int | None:
+        """After an update: the core.abbrev lazygit set (``ours``), sized again for the
+        server's ``objects``; a value the user changed since is theirs (None returned, as
+        when lazygit set none)."""
+        if ours is None:
+            return None
+        local = self.git(["config", "--local", "--get", "core.abbrev"], check=False)
+        if local.strip() != str(ours).encode():
+            return None
+        want = abbrev_length(objects)
+        if want != ours:
+            self.git(["config", "core.abbrev", str(want)])
         return want
 
     def write_packed_refs(self, refs: Iterable[tuple[str, bytes, bytes | None]]) -> None:
