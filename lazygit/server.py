@@ -16,12 +16,15 @@ import re
 import socket
 import threading
 import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from secrets import token_hex
 from types import TracebackType
 
+import anyio.to_thread
 import uvicorn
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import NotModifiedResponse, StaticFiles
@@ -47,10 +50,91 @@ _IMMUTABLE_RE = re.compile(
 MAX_RANGES = 1000
 
 
+#: Bytes read per hop to a worker thread, and sent per ASGI message.
+READ_BYTES = 512 * 1024
+#: A piece of a multipart response: (range start, range end, piece start, piece end).
+_Piece = tuple[int, int, int, int]
+
+
 class _RepoFileResponse(FileResponse):
-    """FileResponse accepting more ranges per request than Starlette's default 100."""
+    """FileResponse accepting more ranges per request than Starlette's default 100, and
+    reading them in fewer hops to a worker thread.
+
+    Starlette reads 64 KiB per hop and spends two hops (seek, read) and three messages on
+    every range of a multipart response; a lazy clone asks for hundreds of small ranges at
+    once, and those hops made the embedded server a third slower than nginx.
+    """
 
     max_ranges = MAX_RANGES
+    chunk_size = READ_BYTES
+
+    async def _handle_multiple_ranges(
+        self,
+        send: Send,
+        ranges: list[tuple[int, int]],
+        file_size: int,
+        send_header_only: bool,
+    ) -> None:
+        # Starlette's own, but the parts are read (and framed) a group at a time with pread.
+        boundary = token_hex(13)
+        content_length, part_header = self.generate_multipart(
+            ranges, boundary, file_size, self.headers["content-type"]
+        )
+        headers = MutableHeaders(raw=list(self.raw_headers))
+        headers["content-type"] = f"multipart/byteranges; boundary={boundary}"
+        headers["content-length"] = str(content_length)
+        await send({"type": "http.response.start", "status": 206, "headers": headers.raw})
+        if send_header_only:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            for group in _read_groups(ranges, self.chunk_size):
+                body = await anyio.to_thread.run_sync(_read_parts, fd, group, part_header)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+        finally:
+            os.close(fd)
+        end = f"--{boundary}--".encode("latin-1")
+        await send({"type": "http.response.body", "body": end, "more_body": False})
+
+
+def _read_groups(ranges: list[tuple[int, int]], limit: int) -> Iterator[list[_Piece]]:
+    """Pieces of ``ranges`` of about ``limit`` bytes in all per group: a range longer than
+    ``limit`` is cut into several pieces."""
+    group: list[_Piece] = []
+    size = 0
+    for start, end in ranges:
+        pos = start
+        while True:
+            stop = min(end, pos + limit - size)
+            group.append((start, end, pos, stop))
+            size += stop - pos
+            pos = stop
+            if size >= limit:
+                yield group
+                group, size = [], 0
+            if pos >= end:
+                break
+    if group:
+        yield group
+
+
+def _read_parts(fd: int, group: list[_Piece], part_header: Callable[[int, int], bytes]) -> bytes:
+    """The multipart body of ``group``: each part's header before its first piece, the
+    bytes, and the CRLF after its last piece."""
+    out = []
+    for start, end, pos, stop in group:
+        if pos == start:
+            out.append(part_header(start, end))
+        while pos < stop:
+            chunk = os.pread(fd, stop - pos, pos)
+            if not chunk:
+                raise RuntimeError("the file is shorter than when the response began")
+            out.append(chunk)
+            pos += len(chunk)
+        if stop == end:
+            out.append(b"\r\n")
+    return b"".join(out)
 
 
 def cache_control_for(path: str) -> str:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from servers import EmbeddedServer, Nginx, PythonHttpServer, free_port
 
-from lazygit.server import MAX_RANGES, BackgroundServer, cache_control_for
+from lazygit.server import MAX_RANGES, READ_BYTES, BackgroundServer, cache_control_for
 
 REPO_NAME = "test_server-repo.git"
 NESTED_NAME = "test_server-group/nested.git"
@@ -151,6 +151,32 @@ def test_multi_range(
     assert ctype.startswith("multipart/byteranges")
     assert int(r.headers["content-length"]) == len(r.content)
     parts = parse_multipart(r.content, ctype)
+    assert parts == [(a, b, data[a:b]) for a, b in wanted]
+
+
+def test_multi_range_longer_than_one_read(
+    server: EmbeddedServer | Nginx, client: httpx.Client, repo: Path
+) -> None:
+    """Parts that span, straddle and share the embedded server's reads of READ_BYTES."""
+    big = repo / "objects" / "test_server-big.bin"
+    if not big.exists():
+        big.write_bytes(os.urandom(3 * READ_BYTES + 1000))
+    data = big.read_bytes()
+    wanted = [
+        (0, 10),
+        (100, 100 + READ_BYTES + 7),
+        *((READ_BYTES + 200 + 3 * i, READ_BYTES + 201 + 3 * i) for i in range(50)),
+        (2 * READ_BYTES - 3, 2 * READ_BYTES + 3),
+        (2 * READ_BYTES + 10, 3 * READ_BYTES + 10),
+        (len(data) - 1, len(data)),
+    ]
+    header = "bytes=" + ",".join(f"{a}-{b - 1}" for a, b in wanted)
+    r = client.get(
+        server.url(f"{REPO_NAME}/objects/test_server-big.bin"), headers={"Range": header}
+    )
+    assert r.status_code == 206
+    assert int(r.headers["content-length"]) == len(r.content)
+    parts = parse_multipart(r.content, r.headers["content-type"])
     assert parts == [(a, b, data[a:b]) for a, b in wanted]
 
 
