@@ -79,7 +79,6 @@ class Adopter:
         catalog.abbrev = repo.abbreviate_as_full_clone(catalog.object_count())
         roots = peeled_oids(snapshot.refs) | ({snapshot.head_oid} if snapshot.head_oid else set())
         stats = fetch_metadata(catalog, repo, self.settings, roots, progress)
-        catalog.meta_done.update(h.name for h in catalog.packs)
         catalog.save()
         _name_the_promisor_remote(repo, remote)
         missing = repo.local_objects().missing(bytes.fromhex(oid) for oid in wants)

@@ -36,6 +36,10 @@ class PackHandle:
     source: ObjectSource
     pack: ServerPack
     info: FileInfo  # of the .pack file, the validator every range read is guarded with
+    #: A cruft pack (it has a ``.mtimes``, as git itself tells them): the unreachable
+    #: objects ``git gc`` keeps until they expire.  Only told for packs larger than
+    #: lazygit.smallPackBytes without a bitmap; small packs are read whole anyway.
+    cruft: bool = False
 
     @property
     def name(self) -> str:
@@ -68,21 +72,23 @@ class Catalog:
         if not todo:
             return
         task = progress.task("pack indexes", total=len(todo), count=True)
+        small = settings.smallPackBytes
         with ThreadPoolExecutor(max_workers=max(1, settings.connections)) as pool:
-            for handle in pool.map(lambda t: self._load_pack(*t), todo):
+            for handle in pool.map(lambda t: self._load_pack(*t, small), todo):
                 self.packs.append(handle)
                 task.advance()
         task.done()
         self.save()
 
     def object_count(self) -> int:
-        """Objects in the server's packs: what a full clone holds (about; loose ones aside)."""
-        return sum(len(h.pack) for h in self.packs)
+        """Objects in the server's packs but its cruft packs: what a full clone holds (about;
+        loose ones aside)."""
+        return sum(len(h.pack) for h in self.packs if not h.cruft)
 
     def has_pack(self, name: str) -> bool:
         return any(p.name == name for p in self.packs)
 
-    def _load_pack(self, source: ObjectSource, name: str) -> PackHandle:
+    def _load_pack(self, source: ObjectSource, name: str, small: int) -> PackHandle:
         remote = source.remote
         info = remote.stat(source.path(f"pack/{name}.pack"))
         cached = self._cached(name, info)
@@ -100,6 +106,7 @@ class Catalog:
             head = self._read_bitmap_head(source, name)
         if head is not None:
             pack.types = parse_bitmap_types(head, n_objects=len(pack), pack_checksum=pack.checksum)
+        cruft = head is None and info.size > small and self._is_cruft(source, name)
         if self.cache_dir is not None:
             packs_dir = self.cache_dir / "packs"
             packs_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +122,7 @@ class Catalog:
                 if head is not None:
                     _write_atomic(packs_dir / f"{name}.bitmap-head", head)
                 _write_atomic(packs_dir / f"{name}.json", json.dumps(_validator(info)).encode())
-        return PackHandle(source, pack, info)
+        return PackHandle(source, pack, info, cruft)
 
     def _cached(self, name: str, info: FileInfo) -> tuple[bytes, bytes | None] | None:
         """The cached .idx and bitmap head of ``name`` if they belong to this very pack file."""
@@ -161,6 +168,17 @@ class Catalog:
                 raise CorruptDataError(f"the bitmap of {name} is truncated")
             want = need
 
+    @staticmethod
+    def _is_cruft(source: ObjectSource, name: str) -> bool:
+        """Whether the server has a ``.mtimes`` for this pack: git's own test of a cruft pack."""
+        try:
+            source.remote.stat(source.path(f"pack/{name}.mtimes"))
+        except HTTPStatusError as exc:
+            if exc.status in (404, 410):
+                return False
+            raise
+        return True
+
     # -- persistence --------------------------------------------------------------------
     def save(self) -> None:
         if self.cache_dir is None:
@@ -177,6 +195,7 @@ class Catalog:
                     "etag": h.info.etag,
                     "last_modified": h.info.last_modified,
                     "path": h.info.path,
+                    "cruft": h.cruft,
                 }
                 for h in self.packs
             ],
@@ -211,20 +230,20 @@ class Catalog:
                     head_path.read_bytes(), n_objects=len(pack), pack_checksum=pack.checksum
                 )
             info = FileInfo(p["path"], p["size"], p["etag"], p["last_modified"])
-            cat.packs.append(PackHandle(sources[p["source"]], pack, info))
+            cat.packs.append(PackHandle(sources[p["source"]], pack, info, p.get("cruft", False)))
         return cat
 
     # -- lookups ------------------------------------------------------------------------
     def locate(self, oid: bytes) -> tuple[PackHandle, int] | None:
-        """The first pack holding ``oid`` and its offset there, or None (loose or absent)."""
-        for handle in self.packs:
-            off = handle.pack.offset_of(oid)
-            if off is not None:
-                return handle, off
+        """The first pack holding ``oid`` and its offset there, cruft packs last; or None
+        (loose or absent)."""
+        for cruft in (False, True):
+            for handle in self.packs:
+                if handle.cruft is cruft:
+                    off = handle.pack.offset_of(oid)
+                    if off is not None:
+                        return handle, off
         return None
-
-    def is_packed(self, oid: bytes) -> bool:
-        return self.locate(oid) is not None
 
     def rescan(self, settings: Settings) -> list[PackHandle]:
         """Re-read objects/info/packs (the server may have new packs); load new ones."""

@@ -217,7 +217,6 @@ def _clone(
                 resume / "catalog" / "packs", repo.state_dir / "packs", dirs_exist_ok=True
             )
         catalog.cache_dir = repo.state_dir
-        catalog.meta_done.update(h.name for h in catalog.packs)
         catalog.save()
         _write_refs(repo, snapshot, opts.remote_name, branch, head_oid)
         if opts.read_object_hook:

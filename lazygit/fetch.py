@@ -423,14 +423,17 @@ def fetch_metadata(
     progress: Progress = QUIET,
     reader: Reader = direct_reader,
 ) -> FetchStats:
-    """Copy every commit, tree and tag the server has (reachable from ``roots`` when loose).
+    """Copy every commit, tree and tag the server has (reachable from ``roots`` when loose or
+    in a cruft pack), and mark the packs that gave them in ``catalog.meta_done``.
 
     Packs with a bitmap give their commit/tree/tag entries by byte range.  A small pack
     without one is read whole; a larger one gets a header scan first (with a warning naming
-    the server-side fix).  The first pack with a bitmap is copied by whole runs of entries
-    into its own promisor pack, streamed to index-pack in the background from the start:
-    git hashes it while the other packs are scanned and the loose objects walked.  Those go
-    into a second pack that names no base in the first, so the two are indexed at once.
+    the server-side fix).  A cruft pack is skipped unless the walk from ``roots`` meets an
+    object only it holds (`_walk_metadata`).  The first pack with a bitmap is copied by whole
+    runs of entries into its own promisor pack, streamed to index-pack in the background from
+    the start: git hashes it while the loose objects are walked and the other packs scanned.
+    Those go into a second pack that names no base in the first, so the two are indexed at
+    once.
     """
     meter = _Meter(catalog)
     packs: list[str] = []
@@ -465,6 +468,8 @@ def fetch_metadata(
                         lambda read: _write_meta(repo, [head], [], head_count, read, task),
                         reader,
                     )
+            loose, reached = _walk_metadata(roots, catalog, settings)
+            rest = [h for h in rest if not h.cruft or h.name in reached]
             for h in rest:
                 if h.pack.types is None:
                     if h.info.size > WARN_NO_BITMAP_BYTES:
@@ -474,9 +479,6 @@ def fetch_metadata(
                             "repack -a -d -b && git update-server-info`, or `lazygit prepare`)"
                         )
                     h.pack.types = scan_types(h, catalog, settings, spool, kept, progress, reader)
-            loose = walk_loose_metadata(
-                roots, catalog.is_packed, catalog.sources, workers=settings.connections
-            )
             # A pushed pack can repeat objects (the bases index-pack --fix-thin appended on
             # the server): the tail copies each once, but it keeps the copies of objects the
             # head pack holds too.  A server pack's commit, tree and tag deltas name bases of
@@ -509,7 +511,38 @@ def fetch_metadata(
                 background.cancel()
             raise
     task.done()
+    catalog.meta_done.update(h.name for h in [*whole, *rest] + ([first] if first else []))
     return meter.stats(count + sum(len(h.pack) for h in whole), 1, packs)
+
+
+def _walk_metadata(
+    roots: Iterable[bytes],
+    catalog: Catalog,
+    settings: Settings,
+    is_local: Callable[[bytes], bool] = lambda oid: False,
+) -> tuple[list[LooseObject], set[str]]:
+    """The loose commits, trees and tags behind ``roots``, and the cruft packs the walk met.
+
+    The walk stops at local objects and at objects in a server pack.  An object that only a
+    cruft pack holds is reachable all the same: git leaves an object it already has where it
+    is, so a deleted branch pushed again keeps its commits in the cruft pack.  Such a pack's
+    commits and trees are then copied like a pushed pack's; the others are never read.
+    """
+    reached: set[str] = set()
+
+    def stop(oid: bytes) -> bool:
+        loc = catalog.locate(oid)  # cruft packs last
+        if loc is not None and not loc[0].cruft:
+            return True
+        if is_local(oid):
+            return True
+        if loc is not None:
+            reached.add(loc[0].name)
+            return True
+        return False
+
+    loose = walk_loose_metadata(roots, stop, catalog.sources, workers=settings.connections)
+    return loose, reached
 
 
 class _Cancelled(Exception):
@@ -715,16 +748,28 @@ class FetchEngine:
         meter = _Meter(self.catalog)
         self.catalog.rescan(self.settings)
         self.local.refresh()
-        wanted: list[bytes] = []
         small: list[PackHandle] = []
+        large: list[PackHandle] = []
         for h in self.catalog.packs:
             if h.name in self.catalog.meta_done:
+                continue
+            if h.cruft:  # read only if the walk from the tips meets it
+                large.append(h)
                 continue
             if all(h.pack.oid_at_position(i) in self.local for i in range(len(h.pack))):
                 continue
             if h.pack.types is None and h.info.size <= self.settings.smallPackBytes:
                 small.append(h)
-                continue
+            else:
+                large.append(h)
+        whole = read_whole_packs(small, self.repo, progress)
+        self.local.refresh()
+        loose, reached = _walk_metadata(
+            tips, self.catalog, self.settings, lambda o: o in self.local
+        )
+        large = [h for h in large if not h.cruft or h.name in reached]
+        wanted: list[bytes] = []
+        for h in large:
             if h.pack.types is None:  # a large push: its headers tell commits from blobs
                 with tempfile.TemporaryFile(dir=self._tmp_dir(), prefix="scan-") as scratch:
                     h.pack.types = scan_types(
@@ -733,16 +778,10 @@ class FetchEngine:
             t = h.pack.types
             for a, b in (*t.commits, *t.trees, *t.tags):
                 wanted += (h.pack.oid_at_position(i) for i in range(a, b))
-        whole = read_whole_packs(small, self.repo, progress)
-        self.local.refresh()
-        loose = walk_loose_metadata(
-            tips,
-            lambda o: self.catalog.is_packed(o) or o in self.local,
-            self.catalog.sources,
-            workers=self.settings.connections,
-        )
         batch = self.fetch(wanted, progress, loose=loose)
-        self.catalog.meta_done.update(h.name for h in self.catalog.packs)
+        # A cruft pack left unread stays out: a later push may reach into it.
+        self.catalog.meta_done.update(h.name for h in self.catalog.packs if not h.cruft)
+        self.catalog.meta_done.update(h.name for h in large)
         self.catalog.save()
         return meter.stats(whole.objects + batch.objects, batch.rounds, whole.packs + batch.packs)
 

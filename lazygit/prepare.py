@@ -74,7 +74,7 @@ class PackReport:
     blobs: int
     tags: int
     meta_bytes: int  # bytes of the commit, tree and tag entries
-    method: str  # "ranges" (bitmap), "whole" (small, no bitmap) or "header scan"
+    method: str  # "ranges" (bitmap), "whole" (small, no bitmap), "header scan" or "cruft"
     ranges: int  # byte ranges the client asks for, after coalescing
     read_bytes: int  # bytes those ranges cover (gaps read through included)
     requests_multi: int  # HTTP requests on a server with multi-range support
@@ -287,6 +287,8 @@ def analyze(path: Path, settings: Settings | None = None) -> RepoReport:
     ]
     types_by_oid: dict[bytes, int] | None = None
     earlier: list[ServerPack] = []
+    live: list[ServerPack] = []
+    cruft: list[tuple[ServerPack, PackReport]] = []
     head_seen = False
     for name in order:
         pack_file = pack_dir / f"{name}.pack"
@@ -334,18 +336,19 @@ def analyze(path: Path, settings: Settings | None = None) -> RepoReport:
             settings,
             lambda oid, prior=prior: any(q.offset_of(oid) is not None for q in prior),
         )
+        report.packs.append(rep)
+        if (
+            not has_bitmap
+            and pack.size > settings.smallPackBytes
+            and (pack_dir / f"{name}.mtimes").is_file()
+        ):
+            cruft.append((pack, rep))  # settled below, once every pack is known
+            continue
+        live.append(pack)
         if not head and rep.method != "whole":
             earlier.append(pack)
-        report.packs.append(rep)
         if not has_bitmap and rep.method != "whole":
-            report.findings.append(
-                Finding(
-                    "warn",
-                    f"{name} has no bitmap: a lazy clone scans its headers in {rep.ranges:,} "
-                    f"ranges ({_mib(rep.read_bytes)}) to find its commits and trees",
-                    f"lazygit prepare {path}",
-                )
-            )
+            _no_bitmap_finding(report, rep, path)
         elif rep.method == "ranges" and rep.ranges > SCATTERED_RANGES:
             report.findings.append(
                 Finding(
@@ -355,20 +358,49 @@ def analyze(path: Path, settings: Settings | None = None) -> RepoReport:
                     f"lazygit prepare --aggressive {path}",
                 )
             )
+    # A cruft pack (unreachable objects git gc keeps until they expire) is read only when
+    # a ref reaches into it: a deleted branch pushed again keeps its objects there.
+    tips = {bytes.fromhex(ln.split("\t")[0]) for ln in _expected_info_refs(git_dir)}
+    for pack, rep in cruft:
+        if any(
+            pack.offset_of(t) is not None and all(q.offset_of(t) is None for q in live)
+            for t in tips
+        ):
+            _no_bitmap_finding(report, rep, path)
+        else:
+            rep.method, rep.ranges, rep.read_bytes = "cruft", 0, 0
+            rep.requests_multi = rep.requests_single = 0
     report.loose_objects, report.loose_bytes = _loose_counts(git_dir)
-    _layout_findings(report, git_dir, path, on_disk, listed)
+    _layout_findings(report, git_dir, path, on_disk, listed, len(on_disk) - len(cruft))
     return report
 
 
+def _no_bitmap_finding(report: RepoReport, rep: PackReport, path: Path) -> None:
+    report.findings.append(
+        Finding(
+            "warn",
+            f"{rep.name} has no bitmap: a lazy clone scans its headers in {rep.ranges:,} "
+            f"ranges ({_mib(rep.read_bytes)}) to find its commits and trees",
+            f"lazygit prepare {path}",
+        )
+    )
+
+
 def _layout_findings(
-    report: RepoReport, git_dir: Path, path: Path, on_disk: list[str], listed: list[str] | None
+    report: RepoReport,
+    git_dir: Path,
+    path: Path,
+    on_disk: list[str],
+    listed: list[str] | None,
+    live: int,
 ) -> None:
-    """Warnings about the repository as a whole (packs, loose objects, server info files)."""
-    if len(on_disk) > 1:
+    """Warnings about the repository as a whole (packs, loose objects, server info files);
+    ``live``: the packs that are not cruft packs."""
+    if live > 1:
         report.findings.append(
             Finding(
                 "warn",
-                f"{len(on_disk)} packs: a lazy clone reads every .idx and plans each pack "
+                f"{live} packs: a lazy clone reads every .idx and plans each pack "
                 "separately, and a pushed pack carries no bitmap",
                 f"lazygit prepare {path}",
             )
@@ -457,6 +489,11 @@ def _mib(n: int) -> str:
 def pack_line(p: PackReport) -> str:
     """One line per pack, e.g. 'pack-X: 60,000 objects, 18.2 MiB; commits+trees+tags 3.1 MiB
     (17%) in 1,234 ranges; bitmap: yes'."""
+    if p.method == "cruft":
+        return (
+            f"{p.name}: {p.objects:,} objects, {_mib(p.size)}; not read (a cruft pack: the "
+            "unreachable objects git gc keeps until they expire)"
+        )
     if p.method == "whole":
         how = "read whole (small, no bitmap)"
     elif p.method == "header scan":

@@ -10,6 +10,7 @@ import pytest
 from conftest import Published, stop_daemon
 
 from lazygit.packmeta import ServerPack
+from lazygit.prepare import analyze
 from lazygit.sample import TINY, make_server_repo
 
 LAZYGIT = "lazygit"
@@ -446,5 +447,70 @@ def test_a_second_lazy_remote_is_not_the_clones_server(
         assert "refs/remotes/other/" not in git(dest, "for-each-ref")
         # The clone's own remote still fetches through its daemon.
         assert subprocess.run(["git", "-C", str(dest), "fetch", "-q", "origin"]).returncode == 0
+    finally:
+        stop_daemon(dest / ".git")
+
+
+def test_a_cruft_pack_is_read_only_when_the_refs_reach_into_it(
+    tiny: Published, server_root: Path, nginx, tmp_path: Path
+):
+    """`git gc --cruft` (git 2.41's default) keeps unreachable objects in a cruft pack,
+    without a bitmap.  The clone once scanned its headers and copied its commits and trees.
+    It is now skipped, until a ref reaches into it: a deleted branch pushed again keeps its
+    objects there, and `git fetch` and a new clone then copy them from it."""
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(tiny.full), str(work))
+    author = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    git(work, "checkout", "-q", "-b", "gone")
+    for i in range(3):
+        (work / f"gone-{i}.bin").write_bytes(os.urandom(120_000))
+        git(work, "add", ".")
+        git(work, *author, "commit", "-q", "-m", f"gone {i}")
+    gone = git(work, "rev-parse", "HEAD").strip()
+    blob = (work / "gone-2.bin").read_bytes()
+    git(work, "checkout", "-q", "-")
+    bare = server_root / "clone-cruft.git"
+    git(tmp_path, "clone", "-q", "--bare", "--no-local", str(work), str(bare))
+    git(bare, "branch", "-D", "gone")
+    git(bare, "gc", "-q", "--cruft")
+    git(bare, "update-server-info")
+    cruft = [p.with_suffix(".pack") for p in (bare / "objects" / "pack").glob("*.mtimes")]
+    assert len(cruft) == 1 and cruft[0].stat().st_size > 256 * 1024  # not read whole
+    # `lazygit prepare --check` says the same as the clone does.
+    methods = {p.name: p.method for p in analyze(bare).packs}
+    assert methods.pop(cruft[0].stem) == "cruft" and "cruft" not in methods.values()
+    assert analyze(bare).ready
+
+    def full_clone(name: str) -> Path:
+        git(tmp_path, "clone", "-q", "--no-checkout", "--no-local", str(bare), name)
+        return tmp_path / name
+
+    dest = tmp_path / "lazy"
+    nginx.clear_log()
+    lazygit("clone", "-q", "--no-checkout", nginx.url(bare.name), str(dest))
+    try:
+        read = [e for e in nginx.log_entries() if e.path.endswith(cruft[0].name)]
+        assert [e.method for e in read] == ["HEAD"]  # its size, then nothing
+        with pytest.raises(subprocess.CalledProcessError):
+            git(dest, "cat-file", "-e", gone)
+        git(dest, "fsck")
+        assert_same_history(dest, full_clone("before"))
+        # The branch comes back with no object sent: its commits are in the cruft pack only.
+        git(bare, "update-ref", "refs/heads/gone", gone)
+        git(bare, "update-server-info")
+        methods = {p.name: p.method for p in analyze(bare).packs}
+        assert methods[cruft[0].stem] == "header scan"
+        subprocess.run(["git", "-C", str(dest), "fetch", "-q"], check=True)
+        full = full_clone("after")
+        assert_same_history(dest, full)
+        again = tmp_path / "again"
+        lazygit("clone", "-q", "--no-checkout", nginx.url(bare.name), str(again))
+        assert_same_history(again, full)
+        for clone in (dest, again):
+            git(clone, "fsck")
+            # Its blobs are fetched on demand from the cruft pack, as from any other.
+            show = ["git", "-C", str(clone), "show", "origin/gone:gone-2.bin"]
+            assert subprocess.run(show, capture_output=True, check=True).stdout == blob
+        stop_daemon(again / ".git")
     finally:
         stop_daemon(dest / ".git")
