@@ -197,6 +197,11 @@ def _clone(
             repo = LocalRepo.init(dest, initial_branch=branch)
         except GitCommandError as exc:
             raise DestinationError(f"cannot create a repository at {dest}: {exc.message}") from None
+        if branch is None and head_oid is None:
+            # No HEAD on the server: git's default branch, unborn, tracks the remote's, as
+            # in git's clone.
+            head = (repo.git_dir / "HEAD").read_text().strip()
+            branch = head.removeprefix("ref: refs/heads/") if head.startswith("ref: ") else None
         given = opts.url[len("lazy::") :] if opts.url.startswith("lazy::") else opts.url
         # git passes the remote URL to git-remote-lazy on its command line (visible in `ps`):
         # keep credentials out of it.  The daemon reads the URL from the catalog (mode 0600).
@@ -219,6 +224,8 @@ def _clone(
         catalog.cache_dir = repo.state_dir
         catalog.save()
         _write_refs(repo, snapshot, opts.remote_name, branch, head_oid)
+        if head_oid is None and snapshot.refs:
+            progress.log("warning: remote HEAD refers to nonexistent ref, unable to checkout")
         if opts.read_object_hook:
             from lazygit.hooks import install_read_object_hook
 
@@ -242,7 +249,8 @@ def _clone(
 
 
 def _choose_head(snapshot: RemoteRepo, branch: str | None) -> tuple[str | None, bytes | None]:
-    """The branch to check out and its commit (None, oid when the server's HEAD is detached)."""
+    """The branch to check out and its commit: (None, oid) when the server's HEAD is detached,
+    (name, None) when it names a branch the server lacks, (None, None) without a HEAD."""
     heads = {
         r.name[len("refs/heads/") :]: r.oid
         for r in snapshot.refs
@@ -257,15 +265,12 @@ def _choose_head(snapshot: RemoteRepo, branch: str | None) -> tuple[str | None, 
         known = ", ".join(sorted(heads)[:10]) or "none"
         raise RemoteError(f"remote branch {branch!r} not found (branches: {known})")
     if snapshot.head_target and snapshot.head_target.startswith("refs/heads/"):
+        # A branch the server lacks: HEAD stays unborn on it, as git's clone leaves it.
         name = snapshot.head_target[len("refs/heads/") :]
-        if name in heads:
-            return name, heads[name]
+        return name, heads.get(name)
     if snapshot.head_oid is not None:
         return None, snapshot.head_oid
-    if heads:  # HEAD missing or dangling: take main/master or the first branch, as git does
-        name = next((n for n in ("main", "master") if n in heads), sorted(heads)[0])
-        return name, heads[name]
-    return None, None  # an empty repository
+    return None, None  # an empty repository, or no HEAD: git's default branch, unborn
 
 
 def _write_refs(

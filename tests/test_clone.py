@@ -514,3 +514,39 @@ def test_a_cruft_pack_is_read_only_when_the_refs_reach_into_it(
         stop_daemon(again / ".git")
     finally:
         stop_daemon(dest / ".git")
+
+
+@pytest.mark.parametrize("head", ["dangling", "missing"])
+def test_a_head_without_a_branch_is_left_unborn_as_git_leaves_it(
+    head: str, tiny: Published, server_root: Path, nginx, tmp_path: Path
+):
+    """A server HEAD naming a deleted branch, or no HEAD file: git checks nothing out, warns,
+    and makes no local branch (its smart clone leaves HEAD on the missing branch; without a
+    HEAD, on its default one).  lazygit once checked out main instead."""
+    bare = server_root / f"clone-head-{head}.git"
+    git(tmp_path, "clone", "-q", "--bare", "--no-local", str(tiny.full), str(bare))
+    if head == "dangling":
+        (bare / "HEAD").write_text("ref: refs/heads/deleted\n")
+        full = tmp_path / "full"
+        git(tmp_path, "clone", "-q", "--no-local", str(bare), str(full))
+    git(bare, "update-server-info")
+    if head == "missing":
+        (bare / "HEAD").unlink()  # git itself no longer takes it for a repository
+        full = tmp_path / "full"
+        git(tmp_path, "clone", "-q", nginx.url(bare.name), str(full))
+    dest = tmp_path / "lazy"
+    proc = lazygit("clone", "-q", nginx.url(bare.name), str(dest))
+    try:
+        assert proc.stderr == "warning: remote HEAD refers to nonexistent ref, unable to checkout\n"
+        assert_same_history(dest, full)
+        for repo in (dest, full):
+            assert os.listdir(repo) == [".git"]
+        assert (dest / ".git" / "HEAD").read_text() == (full / ".git" / "HEAD").read_text()
+        config = ["config", "--get-regexp", r"^branch\."]
+        lazy_config, full_config = (
+            subprocess.run(["git", "-C", str(r), *config], capture_output=True).stdout
+            for r in (dest, full)
+        )
+        assert lazy_config == full_config
+    finally:
+        stop_daemon(dest / ".git")
