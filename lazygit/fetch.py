@@ -436,6 +436,7 @@ def fetch_metadata(
     once.
     """
     meter = _Meter(catalog)
+    roots = list(roots)
     packs: list[str] = []
     whole = [
         h for h in catalog.packs if h.pack.types is None and h.info.size <= settings.smallPackBytes
@@ -512,7 +513,33 @@ def fetch_metadata(
             raise
     task.done()
     catalog.meta_done.update(h.name for h in [*whole, *rest] + ([first] if first else []))
-    return meter.stats(count + sum(len(h.pack) for h in whole), 1, packs)
+    stats = meter.stats(count + sum(len(h.pack) for h in whole), 1, packs)
+    blobs = packed_blobs(roots, catalog)
+    if blobs:
+        more = FetchEngine(catalog, repo, settings, reader=reader).fetch(blobs, progress)
+        if more.absent:
+            raise RemoteError(
+                f"blob {more.absent[0].hex()}, named by a ref, is not on the server",
+                "the server's repository is incomplete: run `git fsck` there",
+            )
+        stats.add(more)
+    return stats
+
+
+def packed_blobs(oids: Iterable[bytes], catalog: Catalog) -> list[bytes]:
+    """The objects among ``oids`` that a server pack of known types holds as blobs.
+
+    A ref can name a blob (git.git's junio-gpg-pub tag does, through a tag object), and
+    git's partial clone brings such blobs with the refs: `git fsck` fails without them.
+    """
+    out = []
+    for oid in oids:
+        loc = catalog.locate(oid)
+        if loc is not None and loc[0].pack.types is not None:
+            pack = loc[0].pack
+            if pack.type_at_position(pack.position_of_offset(loc[1])) == OBJ_BLOB:
+                out.append(oid)
+    return out
 
 
 def _walk_metadata(
@@ -746,6 +773,7 @@ class FetchEngine:
         local bases stay small.  A new pack without a bitmap is read whole.
         """
         meter = _Meter(self.catalog)
+        tips = list(tips)
         self.catalog.rescan(self.settings)
         self.local.refresh()
         small: list[PackHandle] = []
@@ -778,6 +806,7 @@ class FetchEngine:
             t = h.pack.types
             for a, b in (*t.commits, *t.trees, *t.tags):
                 wanted += (h.pack.oid_at_position(i) for i in range(a, b))
+        wanted += packed_blobs(tips, self.catalog)  # refs naming blobs: git fetch brings them
         batch = self.fetch(wanted, progress, loose=loose)
         # A cruft pack left unread stays out: a later push may reach into it.
         self.catalog.meta_done.update(h.name for h in self.catalog.packs if not h.cruft)

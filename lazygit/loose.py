@@ -224,10 +224,12 @@ def walk_loose_metadata(
     """Commits, trees and tags reachable from ``roots`` that sit loose on the server.
 
     The walk stops at packed objects: a pushed pack is complete together with what the server
-    held before it, so everything behind a packed object is packed too.
+    held before it, so everything behind a packed object is packed too.  A root that is a
+    blob (a ref may name one) is kept too.
     """
     found: dict[bytes, LooseObject] = {}
-    frontier = [o for o in dict.fromkeys(roots) if not is_packed(o)]
+    roots = dict.fromkeys(roots)
+    frontier = [o for o in roots if not is_packed(o)]
     while frontier:
         level: list[LooseObject] = fetch_loose(sources, frontier, workers=workers)
         nxt: list[bytes] = []
@@ -238,4 +240,4 @@ def walk_loose_metadata(
                 if is_meta and oid not in found and not is_packed(oid):
                     nxt.append(oid)
         frontier = list(dict.fromkeys(nxt))
-    return [o for o in found.values() if o.type_num != OBJ_BLOB]
+    return [o for o in found.values() if o.type_num != OBJ_BLOB or o.oid in roots]

@@ -550,3 +550,51 @@ def test_a_head_without_a_branch_is_left_unborn_as_git_leaves_it(
         assert lazy_config == full_config
     finally:
         stop_daemon(dest / ".git")
+
+
+def test_refs_naming_blobs_bring_their_blobs(
+    tiny: Published, server_root: Path, nginx, tmp_path: Path
+):
+    """A ref may name a blob, itself or through a tag object (git.git's junio-gpg-pub).
+    git's partial clone brings those blobs with the refs; a lazy clone left them out, and
+    `git fsck` failed on the lightweight one ("invalid sha1 pointer")."""
+    bare = server_root / "clone-blob-refs.git"
+    git(tmp_path, "clone", "-q", "--bare", "--no-local", str(tiny.full), str(bare))
+
+    def blob(text: str) -> str:
+        proc = subprocess.run(
+            ["git", "-C", str(bare), "hash-object", "-w", "--stdin"],
+            input=text.encode(), capture_output=True, check=True,
+        )  # fmt: skip
+        return proc.stdout.decode().strip()
+
+    author = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    git(bare, *author, "tag", "-a", "-m", "a key", "key-tag", blob("a public key\n"))
+    git(bare, "tag", "packed-blob", blob("in the pack with the bitmap\n"))
+    git(bare, "gc", "-q")
+    assert list((bare / "objects" / "pack").glob("*.bitmap"))
+    git(bare, "tag", "loose-blob", blob("a loose blob\n"))
+    git(bare, "update-server-info")
+    dest = tmp_path / "lazy"
+    lazygit("clone", "-q", "--no-checkout", nginx.url(bare.name), str(dest))
+    try:
+        git(dest, "fsck")
+        for tag in ("key-tag^{blob}", "packed-blob", "loose-blob"):
+            git(dest, "cat-file", "blob", tag)  # lazy fetching is off
+        full = tmp_path / "full"
+        git(tmp_path, "clone", "-q", "--no-checkout", "--no-local", str(bare), str(full))
+        assert_same_history(dest, full)
+        # And `git fetch` brings a blob a new ref names.
+        git(bare, "tag", "fetched-blob", blob("named after the clone\n"))
+        git(bare, "update-server-info")
+        subprocess.run(["git", "-C", str(dest), "fetch", "-q", "--tags"], check=True)
+        git(dest, "fsck")
+        assert git(dest, "cat-file", "blob", "fetched-blob") == "named after the clone\n"
+        git(bare, "tag", "repacked-blob", blob("packed after the clone\n"))
+        git(bare, "gc", "-q")
+        git(bare, "update-server-info")
+        subprocess.run(["git", "-C", str(dest), "fetch", "-q", "--tags"], check=True)
+        git(dest, "fsck")
+        assert git(dest, "cat-file", "blob", "repacked-blob") == "packed after the clone\n"
+    finally:
+        stop_daemon(dest / ".git")
