@@ -647,13 +647,21 @@ def check_server(
                     )
                 )
         without = []
+        cruft = []  # git gc's unreachable objects: a clone does not read them (catalog.py)
         for source, name, info in infos:
             if info is None:
                 continue
             if remote_stat(source, f"pack/{name}.bitmap") is None:
-                without.append((name, info.size))
-        probed = len(infos)
-        data = {"probed": probed, "without_bitmap": [n for n, _ in without]}
+                if (
+                    info.size > settings.smallPackBytes
+                    and remote_stat(source, f"pack/{name}.mtimes") is not None
+                ):
+                    cruft.append(name)
+                else:
+                    without.append((name, info.size))
+        probed = len(infos) - len(cruft)
+        data = {"probed": probed, "without_bitmap": [n for n, _ in without], "cruft": cruft}
+        and_cruft = f", and {counted(len(cruft), 'cruft pack')} (not read)" if cruft else ""
         if without:
             big = sum(size for _, size in without)
             checks.append(
@@ -661,13 +669,15 @@ def check_server(
                     "bitmaps",
                     WARN,
                     f"{len(without)} of {probed} packs have no .bitmap ({_size(big)}): clones "
-                    "scan their headers to find commits and trees",
+                    f"scan their headers to find commits and trees{and_cruft}",
                     "run `lazygit prepare DIR` in the bare repository on the server",
                     data,
                 )
             )
         else:
-            checks.append(Check("bitmaps", OK, f"all {probed} packs have a .bitmap", data=data))
+            checks.append(
+                Check("bitmaps", OK, f"all {probed} packs have a .bitmap{and_cruft}", data=data)
+            )
         if known_packs is not None:
             listed = {n for _, n in packs}
             new = listed - known_packs

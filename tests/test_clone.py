@@ -480,6 +480,8 @@ def test_a_cruft_pack_is_read_only_when_the_refs_reach_into_it(
     methods = {p.name: p.method for p in analyze(bare).packs}
     assert methods.pop(cruft[0].stem) == "cruft" and "cruft" not in methods.values()
     assert analyze(bare).ready
+    doctor = lazygit("doctor", nginx.url(bare.name), check=False).stdout
+    assert "OK   bitmaps: all 1 packs have a .bitmap, and 1 cruft pack (not read)" in doctor
 
     def full_clone(name: str) -> Path:
         git(tmp_path, "clone", "-q", "--no-checkout", "--no-local", str(bare), name)
