@@ -12,7 +12,7 @@ import json
 import mmap
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +22,24 @@ from lazygit.errors import CorruptDataError, HTTPStatusError
 from lazygit.packmeta import ServerPack, bitmap_head_needed, parse_bitmap_types
 from lazygit.progress import QUIET, Progress
 from lazygit.ranges import Extent
-from lazygit.remote import DumbRemote, FileInfo
+from lazygit.remote import DumbRemote, FileInfo, RangeMode
 
-#: First read of a .bitmap: enough for the type bitmaps of most packs (git/git's: 26.7 KB).
-BITMAP_HEAD_GUESS = 32 * 1024
+#: First read of a .bitmap: enough for the type bitmaps of most packs (git/git's: 26.7 KB;
+#: the benchmark repository's, 33 KB).
+BITMAP_HEAD_GUESS = 64 * 1024
 CATALOG_FILE = "catalog.json"
+
+
+@dataclass
+class _Asked:
+    """A pack's metadata being read: its size and validator, .idx and bitmap head (None:
+    not asked, the clone's cache has them)."""
+
+    source: ObjectSource
+    name: str
+    info: Future[FileInfo]
+    idx: Future[bytes | None] | None
+    head: Future[bytes | None] | None
 
 
 @dataclass
@@ -66,16 +79,38 @@ class Catalog:
 
     # -- building -----------------------------------------------------------------------
     def load_packs(self, settings: Settings, progress: Progress = QUIET) -> None:
-        """Read every listed pack's .idx, size and bitmap type index (concurrently), with a
-        "pack indexes" bar that counts them."""
+        """Read every listed pack's .idx, size and bitmap type index, with a "pack indexes"
+        bar that counts them.
+
+        All packs and, for each, its size, .idx and bitmap head are asked for at once: one
+        round trip for most packs, where one after another took four.  A pack without a
+        bitmap larger than lazygit.smallPackBytes costs one more (is it a cruft pack?).
+        """
         todo = [(s, name) for s in self.sources for name in s.packs if not self.has_pack(name)]
         if not todo:
             return
         task = progress.task("pack indexes", total=len(todo), count=True)
-        small = settings.smallPackBytes
-        with ThreadPoolExecutor(max_workers=max(1, settings.connections)) as pool:
-            for handle in pool.map(lambda t: self._load_pack(*t, small), todo):
-                self.packs.append(handle)
+        with ThreadPoolExecutor(max_workers=max(1, 3 * settings.connections)) as pool:
+            asked = [self._ask(pool, source, name) for source, name in todo]
+            got = []
+            probed: set[int] = set()
+            for a in asked:
+                got.append(self._receive(a))
+                remote, info = a.source.remote, got[-1][0]
+                if id(remote) not in probed and info.size >= 3:
+                    # Does the server do multi-range?  Asked now, while the other .idx
+                    # files and bitmap heads arrive, not at the first read of the packs.
+                    probed.add(id(remote))
+                    pool.submit(remote.range_mode, info)
+            cruft = [
+                pool.submit(self._is_cruft, a.source, a.name)
+                if head is None and info.size > settings.smallPackBytes
+                else None
+                for a, (info, _cached, _idx, head) in zip(asked, got, strict=True)
+            ]
+            for a, (info, cached, idx_data, head), probe in zip(asked, got, cruft, strict=True):
+                is_cruft = probe is not None and probe.result()
+                self.packs.append(self._load_pack(a, info, cached, idx_data, head, is_cruft))
                 task.advance()
         task.done()
         self.save()
@@ -88,25 +123,52 @@ class Catalog:
     def has_pack(self, name: str) -> bool:
         return any(p.name == name for p in self.packs)
 
-    def _load_pack(self, source: ObjectSource, name: str, small: int) -> PackHandle:
+    def _ask(self, pool: ThreadPoolExecutor, source: ObjectSource, name: str) -> _Asked:
+        """Start reading a pack's size, .idx and bitmap head (not those a cache holds)."""
         remote = source.remote
-        info = remote.stat(source.path(f"pack/{name}.pack"))
-        cached = self._cached(name, info)
-        rev = positions = None
+        known = self.cache_dir is not None and (self._packs_dir / f"{name}.json").exists()
+        return _Asked(
+            source,
+            name,
+            pool.submit(remote.stat, source.path(f"pack/{name}.pack")),
+            None if known else pool.submit(remote.get_bytes, source.path(f"pack/{name}.idx")),
+            None if known else pool.submit(self._read_bitmap_head, source, name),
+        )
+
+    def _receive(self, a: _Asked) -> tuple[FileInfo, bool, bytes, bytes | None]:
+        """(pack file info, whether from the cache, .idx bytes, bitmap head) of a pack asked
+        for; what the cache held for another version of the file is read now."""
+        info = a.info.result()
+        cached = self._cached(a.name, info)
         if cached is not None:  # an interrupted clone read these already
-            idx_data, head = cached
+            return info, True, *cached
+        remote = a.source.remote
+        if a.idx is not None:
+            idx_data = a.idx.result()
+        else:
+            idx_data = remote.get_bytes(a.source.path(f"pack/{a.name}.idx"))
+        assert idx_data is not None
+        head = (a.head.result() if a.head is not None else
+                self._read_bitmap_head(a.source, a.name))  # fmt: skip
+        return info, False, idx_data, head
+
+    def _load_pack(
+        self,
+        a: _Asked,
+        info: FileInfo,
+        cached: bool,
+        idx_data: bytes,
+        head: bytes | None,
+        cruft: bool,
+    ) -> PackHandle:
+        name = a.name
+        rev = positions = None
+        if cached:
             rev = _read_optional(self._packs_dir / f"{name}.rev")
             positions = _read_optional(self._packs_dir / f"{name}.pos")
-        else:
-            idx_data = remote.get_bytes(source.path(f"pack/{name}.idx"))
-            assert idx_data is not None
-            head = None
         pack = ServerPack.from_idx(name, idx_data, info.size, rev, positions)
-        if cached is None:
-            head = self._read_bitmap_head(source, name)
         if head is not None:
             pack.types = parse_bitmap_types(head, n_objects=len(pack), pack_checksum=pack.checksum)
-        cruft = head is None and info.size > small and self._is_cruft(source, name)
         if self.cache_dir is not None:
             packs_dir = self.cache_dir / "packs"
             packs_dir.mkdir(parents=True, exist_ok=True)
@@ -117,12 +179,12 @@ class Catalog:
             positions_bytes = pack.positions_bytes()
             if positions != positions_bytes:
                 _write_atomic(packs_dir / f"{name}.pos", positions_bytes)
-            if cached is None:
+            if not cached:
                 _write_atomic(packs_dir / f"{name}.idx", idx_data)
                 if head is not None:
                     _write_atomic(packs_dir / f"{name}.bitmap-head", head)
                 _write_atomic(packs_dir / f"{name}.json", json.dumps(_validator(info)).encode())
-        return PackHandle(source, pack, info, cruft)
+        return PackHandle(a.source, pack, info, cruft)
 
     def _cached(self, name: str, info: FileInfo) -> tuple[bytes, bytes | None] | None:
         """The cached .idx and bitmap head of ``name`` if they belong to this very pack file."""
@@ -145,20 +207,14 @@ class Catalog:
 
     @staticmethod
     def _read_bitmap_head(source: ObjectSource, name: str) -> bytes | None:
-        """The .bitmap's header and type bitmaps, by Range, extended if the first read is short."""
+        """The .bitmap's header and type bitmaps, by one Range request (no HEAD first),
+        extended if that was short; None without a .bitmap."""
         remote = source.remote
-        try:
-            binfo = remote.stat(source.path(f"pack/{name}.bitmap"))
-        except HTTPStatusError as exc:
-            if exc.status in (404, 410):
-                return None
-            raise
-        want = min(binfo.size, BITMAP_HEAD_GUESS)
-        head = b""
+        got = remote.get_head(source.path(f"pack/{name}.bitmap"), BITMAP_HEAD_GUESS)
+        if got is None:
+            return None
+        head, binfo = got
         while True:
-            head += b"".join(
-                data for _, data in remote.read_extents(binfo, [Extent(len(head), want)])
-            )
             need = bitmap_head_needed(head)
             if need is not None and need <= len(head):
                 return head[:need]
@@ -166,7 +222,9 @@ class Catalog:
                 need = len(head) * 2
             if need > binfo.size or len(head) >= binfo.size:
                 raise CorruptDataError(f"the bitmap of {name} is truncated")
-            want = need
+            head += b"".join(
+                data for _, data in remote.read_extents(binfo, [Extent(len(head), need)])
+            )
 
     @staticmethod
     def _is_cruft(source: ObjectSource, name: str) -> bool:
@@ -185,7 +243,14 @@ class Catalog:
             return
         doc = {
             "sources": [
-                {"url": s.remote.url, "prefix": s.prefix, "packs": s.packs} for s in self.sources
+                {
+                    "url": s.remote.url,
+                    "prefix": s.prefix,
+                    "packs": s.packs,
+                    # Multi-range only: a server may learn it later, not unlearn it unnoticed.
+                    "multi_range": s.remote.known_range_mode is RangeMode.MULTI,
+                }
+                for s in self.sources
             ],
             "packs": [
                 {
@@ -214,6 +279,8 @@ class Catalog:
         sources = []
         for s in doc["sources"]:
             remote = remotes.get(s["url"]) or remotes.setdefault(s["url"], connect(s["url"]))
+            if s.get("multi_range"):  # the clone's probe: a daemon start need not ask again
+                remote.assume_range_mode(RangeMode.MULTI)
             sources.append(ObjectSource(remote, s["prefix"], list(s["packs"])))
         cat = cls(sources, cache_dir)
         cat.meta_done = set(doc.get("meta_done", []))

@@ -18,6 +18,7 @@ import time
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -469,17 +470,28 @@ def fetch_metadata(
                         lambda read: _write_meta(repo, [head], [], head_count, read, task),
                         reader,
                     )
-            loose, reached = _walk_metadata(roots, catalog, settings)
+
+            def scan(h: PackHandle) -> None:
+                if h.info.size > WARN_NO_BITMAP_BYTES:
+                    progress.log(
+                        f"warning: {h.name} on the server has no bitmap; scanning the "
+                        f"headers of its {len(h.pack)} objects (fix on the server: `git "
+                        "repack -a -d -b && git update-server-info`, or `lazygit prepare`)"
+                    )
+                h.pack.types = scan_types(h, catalog, settings, spool, kept, progress, reader)
+
+            # The walk (a round trip per level of loose objects) and the header scans read
+            # at the same time; a cruft pack is scanned after, if the walk met it.
+            with ThreadPoolExecutor(max_workers=1) as walker:
+                walked = walker.submit(_walk_metadata, roots, catalog, settings)
+                for h in rest:
+                    if h.pack.types is None and not h.cruft:
+                        scan(h)
+                loose, reached = walked.result()
             rest = [h for h in rest if not h.cruft or h.name in reached]
             for h in rest:
                 if h.pack.types is None:
-                    if h.info.size > WARN_NO_BITMAP_BYTES:
-                        progress.log(
-                            f"warning: {h.name} on the server has no bitmap; scanning the "
-                            f"headers of its {len(h.pack)} objects (fix on the server: `git "
-                            "repack -a -d -b && git update-server-info`, or `lazygit prepare`)"
-                        )
-                    h.pack.types = scan_types(h, catalog, settings, spool, kept, progress, reader)
+                    scan(h)
             # A pushed pack can repeat objects (the bases index-pack --fix-thin appended on
             # the server): the tail copies each once, but it keeps the copies of objects the
             # head pack holds too.  A server pack's commit, tree and tag deltas name bases of

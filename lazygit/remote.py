@@ -309,6 +309,25 @@ class _DaemonPool:
                 t.join()
 
 
+#: An unread body up to this size is read after use, so that its connection is kept.
+RELEASE_BYTES = 64 * 1024
+
+
+def _release(resp: httpx.Response) -> None:
+    """Read what is left of a small body nobody read (a HEAD's, a 404 page, a probe's).
+
+    A response closed unread closes its connection, and the next request pays a new
+    handshake: one round trip each, which a clone over a distant link felt.  A large body
+    (a whole file where a range was asked for) is dropped with its connection instead.
+    """
+    if resp.is_stream_consumed:
+        return
+    length = _decimal(resp.headers.get("content-length"))
+    if resp.request.method == "HEAD" or (length is not None and length <= RELEASE_BYTES):
+        with suppress(httpx.HTTPError):
+            resp.read()
+
+
 class DumbRemote:
     """A repository published by a static HTTP server."""
 
@@ -473,6 +492,7 @@ class DumbRemote:
                     self._approve(cred)
                 break
             yield resp
+            _release(resp)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, url) from None
         finally:
@@ -688,6 +708,37 @@ class DumbRemote:
                 raise self._status_error(resp)
             return consume(self._chunks(resp))
 
+    def get_head(self, path: str, length: int) -> tuple[bytes, FileInfo] | None:
+        """The first ``length`` bytes of a file (fewer if it is shorter) and its size and
+        validators, by one Range request, with no HEAD first; None if it does not exist."""
+        return self._retrying(lambda: self._get_head(path, length))
+
+    def _get_head(self, path: str, length: int) -> tuple[bytes, FileInfo] | None:
+        with self._request("GET", path, {"Range": f"bytes=0-{max(0, length - 1)}"}) as resp:
+            status = resp.status_code
+            etag, modified = resp.headers.get("etag"), resp.headers.get("last-modified")
+            if status in (404, 410):
+                return None
+            crange = resp.headers.get("content-range", "")
+            if status == 416 and crange.startswith("bytes */"):
+                return b"", FileInfo(path, _decimal(crange[8:]) or 0, etag, modified)
+            if status == 206:
+                start, _end, total = parse_content_range(crange)
+                if start != 0 or total is None:
+                    raise RemoteError(f"{_redact(str(resp.url))}: unexpected Content-Range")
+            elif status == 200:  # the server ignores Range: the head of the whole file
+                total = _decimal(resp.headers.get("content-length"))
+                if total is None:
+                    raise RemoteError(f"{_redact(str(resp.url))}: the server hides the size")
+            else:
+                raise self._status_error(resp)
+            data = bytearray()
+            for chunk in self._chunks(resp):
+                data += chunk
+                if len(data) >= length:
+                    break
+            return bytes(data[:length]), FileInfo(path, total, etag, modified)
+
     def stat(self, path: str) -> FileInfo:
         """HEAD (falls back to GET Range 0-0); size and validators."""
         return self._retrying(lambda: self._stat(path))
@@ -725,6 +776,19 @@ class DumbRemote:
 
     # -- range mode ------------------------------------------------------------------------
 
+    @property
+    def known_range_mode(self) -> RangeMode | None:
+        """The range mode learned so far (None: not probed yet)."""
+        return self._mode
+
+    def assume_range_mode(self, mode: RangeMode) -> None:
+        """Take a range mode learned earlier (the clone's probe) instead of probing again.
+        A server that stopped doing multi-range is still found out: its 200 or 416 to a
+        multi-range request downgrades, as after a probe."""
+        with self._mode_lock:
+            if self._mode is None:
+                self._mode = mode
+
     def range_mode(self, info: FileInfo) -> RangeMode:
         """Probe once per remote (cached): a 2-range request on this file."""
         with self._mode_lock:
@@ -743,10 +807,13 @@ class DumbRemote:
                     boundary = multipart_boundary(resp.headers.get("content-type", ""))
                     if boundary is None:
                         return RangeMode.SINGLE
+                    chunks = self._chunks(resp)
                     try:
-                        got = {s: d for s, _e, d in iter_multipart(self._chunks(resp), boundary)}
+                        got = {s: d for s, _e, d in iter_multipart(chunks, boundary)}
                     except CorruptDataError:
                         return RangeMode.SINGLE
+                    for _ in chunks:  # the epilogue: read to the end, the connection is kept
+                        pass
                     # A server that merged 0-0,2-2 into 0-2 still answered multipart: fine.
                     return RangeMode.MULTI if 0 in got else RangeMode.SINGLE
                 # 200: the server ignores Range, or only multi-range (nginx max_ranges 1,
@@ -1004,6 +1071,8 @@ class DumbRemote:
                     received = list(iter_multipart(chunks, boundary))
                 except CorruptDataError as exc:
                     raise _retryable(exc) from None  # most often a body cut short
+                for _ in chunks:  # the epilogue: read to the end, the connection is kept
+                    pass
             else:
                 start, end, total = parse_content_range(resp.headers.get("content-range", ""))
                 if total is not None and total != info.size:

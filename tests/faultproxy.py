@@ -20,6 +20,7 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -74,6 +75,9 @@ class Entry:
     fault: str | None
     authorization: str | None
     range: str | None
+    connection: int = 0  # which client connection (numbered from 1 as they arrive)
+    started: float = 0.0  # time.monotonic() when the request arrived ...
+    answered: float | None = None  # ... and when its response went out
 
 
 @dataclass
@@ -127,6 +131,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._conns: set[socket.socket] = set()
+        self._connections = 0
         self._etag_suffix: dict[str, str] = {}  # path -> suffix of a "replaced" file's ETag
         outer = self
 
@@ -213,6 +218,9 @@ class FaultProxy:
             self._conns.add(client)
         upstream: socket.socket | None = None
         reader = client.makefile("rb")
+        with self._lock:
+            self._connections += 1
+            connection = self._connections
         try:
             while not self._stop.is_set():
                 request = _read_request(reader)
@@ -221,7 +229,14 @@ class FaultProxy:
                 method, target, headers = request
                 path = target.split("?")[0]
                 entry = Entry(
-                    method, path, None, None, _get(headers, "authorization"), _get(headers, "range")
+                    method,
+                    path,
+                    None,
+                    None,
+                    _get(headers, "authorization"),
+                    _get(headers, "range"),
+                    connection,
+                    time.monotonic(),
                 )
                 with self._lock:
                     self.log.append(entry)
@@ -264,6 +279,7 @@ class FaultProxy:
                     entry.status = resp.status
                     return
                 entry.status = resp.status
+                entry.answered = time.monotonic()
                 client.sendall(resp.encode(body))
                 if resp.close:
                     return

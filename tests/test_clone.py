@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Published, stop_daemon
+from faultproxy import FaultProxy, Rule
 
 from lazygit.packmeta import ServerPack
 from lazygit.prepare import analyze
@@ -600,3 +601,45 @@ def test_refs_naming_blobs_bring_their_blobs(
         assert git(dest, "cat-file", "blob", "repacked-blob") == "packed after the clone\n"
     finally:
         stop_daemon(dest / ".git")
+
+
+def test_a_clone_asks_at_once_and_keeps_its_connections(small: Published, nginx, tmp_path: Path):
+    """Over a distant link every round trip counts.  After info/refs, a clone asks for HEAD
+    and the object directory's files at once, then for every pack's size, .idx and bitmap
+    head at once (it took five round trips, then four per pack).  And it keeps its
+    connections: a 404 or a HEAD left unread closed its connection, and the next request
+    paid a new handshake."""
+    with FaultProxy(nginx.port) as proxy:
+        proxy.add(Rule("delay", stall=0.2))
+        dest = tmp_path / "c"
+        lazygit("clone", "-q", "--no-checkout", proxy.url(small.name), str(dest))
+        log = list(proxy.log)
+        # The daemon takes the clone's word that the server does multi-range: its first
+        # fetch does not probe again.
+        blob = git(dest, "rev-parse", f"HEAD~100:{small.info.hot_file}").strip()
+        try:
+            subprocess.run(["git", "-C", str(dest), "cat-file", "-e", blob], check=True)
+        finally:
+            stop_daemon(dest / ".git")
+        later = proxy.log[len(log) :]
+    assert any(e.range == "bytes=0-0,2-2" for e in log)  # the clone's probe
+    assert later and not any(e.range == "bytes=0-0,2-2" for e in later)
+    git(dest, "fsck")
+
+    def asked_at_once(entries: list) -> None:
+        assert len(entries) >= 4
+        assert all(e.answered is not None for e in entries)
+        assert max(e.started for e in entries) < min(e.answered for e in entries)
+
+    objects = ("/HEAD", "/objects/info/packs", "/objects/info/http-alternates",
+               "/objects/info/alternates")  # fmt: skip
+    asked_at_once([e for e in log if e.path.endswith(objects)])
+    packs = [
+        e
+        for e in log
+        if (e.method == "HEAD" and e.path.endswith(".pack"))
+        or (e.method == "GET" and e.path.endswith((".idx", ".bitmap")))
+    ]
+    assert len(packs) == 3 * len(list((small.info.path / "objects" / "pack").glob("*.pack")))
+    asked_at_once(packs)
+    assert len({e.connection for e in log}) <= 4 + 2  # the pool: lazygit.connections + 2
