@@ -67,6 +67,8 @@ HISTORY_COMMANDS = {
 PREFETCH_OFF = ("blame", "log -p -300")
 #: Clones started at once in the concurrency benchmark.
 CONCURRENT = 8
+#: The round trip of the "distant" clones (delayproxy.py between the tools and nginx).
+DISTANT_RTT_MS = 50
 #: What a lazygit process imports before it does its work: the clone's path, git-remote-lazy's,
 #: and a cold daemon's before it answers its first request (the history index included).
 CLONE_IMPORTS = "import lazygit.cli, lazygit.clone"
@@ -371,6 +373,7 @@ class Bench:
             stop_daemon(dest)
         self.floors(both, self.scratch / "partial")
         self.concurrent(both, dumb_url, smart_url)
+        self.distant(both)
 
     def floors(self, both: list[Nginx], partial: Path) -> None:
         """What no lazygit run can go below, in this run: a Python process with its imports,
@@ -417,6 +420,33 @@ class Bench:
                     check=True,
                 )  # fmt: skip
         self.record(f"{FLOOR}{name}", INDEX_BLOBS, measure(both, self.index_pack(pack)))
+
+    def distant(self, both: list[Nginx]) -> None:
+        """The clone from a server DISTANT_RTT_MS away: what the round trips in a row cost."""
+        op = f"clone --no-checkout, {DISTANT_RTT_MS} ms round trip"
+        script = str(ROOT / "benchmarks" / "delayproxy.py")
+        proxies = []
+        for server in both:
+            argv = [sys.executable, script, str(server.port), str(DISTANT_RTT_MS)]
+            proxies.append(subprocess.Popen(argv, stdout=subprocess.PIPE, text=True))
+        try:
+            dumb_port, smart_port = (int(p.stdout.readline()) for p in proxies if p.stdout)
+            for tool, scratch, argv in (
+                ("lazygit", "distant-lazy",
+                 ["lazygit", "clone", "-q", "--no-checkout",
+                  f"http://127.0.0.1:{dumb_port}/bench.git"]),
+                ("git partial (smart)", "distant-partial",
+                 ["git", "clone", "-q", "--filter=blob:none", "--no-checkout",
+                  f"http://127.0.0.1:{smart_port}/bench.git"]),
+            ):  # fmt: skip
+                dest = self.fresh(scratch)
+                cmd = [*argv, str(dest)]
+                self.record(op, tool, measure(both, lambda cmd=cmd: run(cmd)))
+                stop_daemon(dest)
+        finally:
+            for p in proxies:
+                p.kill()
+                p.wait()
 
     def concurrent(self, both: list[Nginx], dumb_url: str, smart_url: str) -> None:
         """CONCURRENT clones at once: total time and what it costs the server."""
@@ -678,6 +708,9 @@ class Bench:
             "prefetch the daemon runs after answering (the other versions of that file); its "
             "wall time ends with git's answer. "
             "*daemon running*: the daemon the clone started is still up, nothing fetched yet.",
+            f"*{DISTANT_RTT_MS} ms round trip*: the tools reach nginx through "
+            "benchmarks/delayproxy.py, which holds every chunk half a round trip each way and "
+            "every new connection one round trip, as a distant server would.",
             "*Peak RSS*: the command's process tree (GNU time; git's own processes included), "
             "then, for lazygit, the largest peak of its daemons since they started "
             "(/proc/PID/status VmHWM).",
