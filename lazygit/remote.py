@@ -735,8 +735,8 @@ class DumbRemote:
             data = bytearray()
             for chunk in self._chunks(resp):
                 data += chunk
-                if len(data) >= length:
-                    break
+                if status == 200 and len(data) >= length:
+                    break  # the rest of a whole file is not wanted (its connection goes)
             return bytes(data[:length]), FileInfo(path, total, etag, modified)
 
     def stat(self, path: str) -> FileInfo:

@@ -107,6 +107,8 @@ class RangeServer:
                 ranges: list[tuple[int, int]] = []
                 if rng:
                     outer.range_requests.append(rng)
+                    if not data:  # no byte of an empty file can be asked for
+                        return self.simple(416, {"Content-Range": "bytes */0"})
                     for spec in rng.removeprefix("bytes=").split(","):
                         a, _, b = spec.partition("-")
                         ranges.append((int(a), min(int(b), len(data) - 1) + 1))
@@ -351,6 +353,22 @@ def test_stat_get_iter(request: pytest.FixtureRequest, server: str, data_file: b
     chunks = list(r.iter_file(info, chunk_size=100_000))
     assert b"".join(chunks) == data_file
     assert r.bytes_read >= SIZE + 2 and r.requests >= 4
+
+
+@pytest.mark.parametrize("server", ALL_SERVERS)
+def test_get_head(request: pytest.FixtureRequest, server: str, data_file: bytes) -> None:
+    """A file's head and size by one GET (a bitmap's type index): by Range, or the head of
+    the whole file from a server that ignores Range; None when the file is missing."""
+    r = remote_for(request, server)
+    head, info = r.get_head("blob.bin", 1000)  # type: ignore[misc]
+    assert head == data_file[:1000] and info.size == SIZE and info.validator is not None
+    assert r.requests == 1
+    assert r.get_head("tiny.bin", 1000)[0] == b"ab"  # type: ignore[index]
+    got = r.get_head("empty.bin", 1000)
+    assert got is not None and got[0] == b"" and got[1].size == 0
+    assert r.get_head("nope.bin", 1000) is None
+    # The head read leaves the connection usable (nginx: the same one throughout).
+    assert b"".join(d for _, d in r.read_extents(info, [Extent(5, 9)])) == data_file[5:9]
 
 
 @pytest.mark.parametrize("server", [*ALL_SERVERS, "multi3_200", "nginx_max1"])
