@@ -24,9 +24,8 @@ from lazygit.progress import QUIET, Progress
 from lazygit.ranges import Extent
 from lazygit.remote import DumbRemote, FileInfo, RangeMode
 
-#: First read of a .bitmap: enough for the type bitmaps of most packs (git/git's: 26.7 KB;
-#: the benchmark repository's, 33 KB).
-BITMAP_HEAD_GUESS = 64 * 1024
+#: First read of a .bitmap: enough for the type bitmaps of most packs (git/git's: 26.7 KB).
+BITMAP_HEAD_GUESS = 32 * 1024
 CATALOG_FILE = "catalog.json"
 
 

@@ -228,8 +228,8 @@ def walk_loose_metadata(
     blob (a ref may name one) is kept too.
     """
     found: dict[bytes, LooseObject] = {}
-    roots = dict.fromkeys(roots)
-    frontier = [o for o in roots if not is_packed(o)]
+    named = dict.fromkeys(roots)
+    frontier = [o for o in named if not is_packed(o)]
     while frontier:
         level: list[LooseObject] = fetch_loose(sources, frontier, workers=workers)
         nxt: list[bytes] = []
@@ -240,4 +240,4 @@ def walk_loose_metadata(
                 if is_meta and oid not in found and not is_packed(oid):
                     nxt.append(oid)
         frontier = list(dict.fromkeys(nxt))
-    return [o for o in found.values() if o.type_num != OBJ_BLOB or o.oid in roots]
+    return [o for o in found.values() if o.type_num != OBJ_BLOB or o.oid in named]
