@@ -11,14 +11,15 @@ unchecked and no pack is held in memory.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import tempfile
 import threading
 import time
 from bisect import bisect_left
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -100,7 +101,7 @@ def _slice(ext: Extent, data: bytes, entry: Extent) -> bytes:
 
 
 def read_whole_packs(
-    handles: Sequence[PackHandle], repo: LocalRepo, progress: Progress = QUIET
+    handles: Sequence[PackHandle], repo: LocalRepo, progress: Progress = QUIET, workers: int = 4
 ) -> FetchStats:
     """Small server packs without a bitmap, read whole into one promisor pack.
 
@@ -110,7 +111,8 @@ def read_whole_packs(
     An object several of them hold (the bases a push's ``--fix-thin`` appended) is written
     once: git refuses a pack that holds an object twice.  Each pack is spooled to a file and
     copied from there in pieces of at most HOLD_BYTES: however large lazygit.smallPackBytes
-    is set, none is held whole.
+    is set, none is held whole.  Up to ``workers`` packs are read at once, ahead of the one
+    being copied (one after another, 30 pushes cost 30 round trips in a row).
     """
     if not handles:
         return FetchStats()
@@ -132,13 +134,32 @@ def read_whole_packs(
     tmp_dir = repo.state_dir / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
 
+    def spooled(h: PackHandle) -> IO[bytes]:
+        spool = tempfile.TemporaryFile(dir=tmp_dir, prefix="whole-")  # noqa: SIM115 (returned open)
+        try:
+            _spool_whole_pack(h, spool, task)
+        except BaseException:
+            spool.close()
+            raise
+        return spool
+
     def write(out: IO[bytes]) -> None:
         writer = PackWriter(out, len(seen), _locator(handles) if len(handles) > 1 else None)
-        for h, runs in zip(handles, keep, strict=True):
-            with tempfile.TemporaryFile(dir=tmp_dir, prefix="whole-") as spool:
-                _spool_whole_pack(h, spool, task)
-                for a, b in runs:
-                    _copy_positions(writer, h, spool.fileno(), a, b)
+        ahead: deque[Future[IO[bytes]]] = deque()
+        todo = iter(handles)
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            try:
+                ahead.extend(pool.submit(spooled, h) for h in itertools.islice(todo, workers))
+                for h, runs in zip(handles, keep, strict=True):
+                    with ahead.popleft().result() as spool:
+                        ahead.extend(pool.submit(spooled, n) for n in itertools.islice(todo, 1))
+                        for a, b in runs:
+                            _copy_positions(writer, h, spool.fileno(), a, b)
+            finally:
+                for f in ahead:  # read ahead, not copied: after a failure
+                    f.cancel()
+                    if not f.cancelled() and f.exception() is None:
+                        f.result().close()
         writer.finish()
 
     name = repo.index_pack(write, promisor=PROMISOR_MESSAGE)
@@ -442,7 +463,7 @@ def fetch_metadata(
     whole = [
         h for h in catalog.packs if h.pack.types is None and h.info.size <= settings.smallPackBytes
     ]
-    packs += read_whole_packs(whole, repo, progress).packs
+    packs += read_whole_packs(whole, repo, progress, settings.connections).packs
     rest = [h for h in catalog.packs if h not in whole]
     first = next((h for h in rest if h.pack.types is not None), None)
     if first is not None:
@@ -802,7 +823,7 @@ class FetchEngine:
                 small.append(h)
             else:
                 large.append(h)
-        whole = read_whole_packs(small, self.repo, progress)
+        whole = read_whole_packs(small, self.repo, progress, self.settings.connections)
         self.local.refresh()
         loose, reached = _walk_metadata(
             tips, self.catalog, self.settings, lambda o: o in self.local

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, Published, stop_daemon
+from faultproxy import FaultProxy, Rule
 from gitcompare import (
     NO_LAZY,
     assert_same_worktree,
@@ -770,7 +771,7 @@ def test_many_small_server_packs_make_one_local_pack(
     the clone made a promisor pack of each (20 pushes: 20 local packs, by 20 index-pack
     runs), and `git fetch` one per new pack.  They now go into one pack, each object once
     (pushed packs repeat the bases `--fix-thin` appended; git refuses a pack that holds an
-    object twice)."""
+    object twice).  And they are read several at once, not in 20 round trips in a row."""
     bare = server_root / "ondemand-pushes.git"
     shutil.rmtree(bare, ignore_errors=True)
     git(server_root, "init", "-q", "--bare", "-b", "main", str(bare))
@@ -787,7 +788,15 @@ def test_many_small_server_packs_make_one_local_pack(
     unique = len(git(bare, "rev-list", "--objects", "--all").text.splitlines())
     assert held > unique  # objects repeated across the pushed packs
     lazy = tmp_path / "lazy"
-    lazy_clone_cli(nginx.url(bare.name), lazy)
+    with FaultProxy(nginx.port) as proxy:
+        proxy.add(Rule("delay", path=r"\.pack$", methods=("GET",), stall=0.2))
+        lazy_clone_cli(proxy.url(bare.name), lazy)
+        whole = [
+            e for e in proxy.log if e.method == "GET" and e.path.endswith(".pack") and not e.range
+        ]
+    assert len(whole) == 20 and all(e.answered is not None for e in whole)
+    assert max(e.started for e in whole[:4]) < min(e.answered for e in whole[:4])  # type: ignore[type-var]
+    git(lazy, "remote", "set-url", "origin", f"lazy::{nginx.url(bare.name)}")
     daemons.append(lazy / ".git")
     assert promisor_count(lazy) == 1
     (pack,) = (lazy / ".git" / "objects" / "pack").glob("pack-*.idx")
