@@ -10,6 +10,7 @@ unchecked and no pack is held in memory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -780,14 +781,24 @@ class FetchEngine:
         fetched: list[SpooledObject] = []
         with tempfile.TemporaryFile(dir=self._tmp_dir(), prefix="spool-") as spool:
             try:
-                spooled, rounds = self._read_rounds(located, spool, progress)
-                fetched = fetch_loose_spooled(
-                    self.catalog.sources,
-                    loose_oids,
-                    self._tmp_dir(),
-                    workers=self.settings.connections,
-                    absent=absent,
-                )
+                # The oids in no known pack are asked for as loose objects while the packs
+                # are read: most are (small pushes leave them so).
+                with ThreadPoolExecutor(max_workers=1) as side:
+                    asked = side.submit(
+                        fetch_loose_spooled,
+                        self.catalog.sources,
+                        loose_oids,
+                        self._tmp_dir(),
+                        workers=self.settings.connections,
+                        absent=absent,
+                    )
+                    try:
+                        spooled, rounds = self._read_rounds(located, spool, progress)
+                    except BaseException:
+                        with contextlib.suppress(Exception):
+                            fetched = asked.result()  # to be closed below
+                        raise
+                    fetched = asked.result()
                 objs = [*loose, *fetched]
                 packs = self._write_packs(spool, spooled, objs) if spooled or objs else []
             finally:
@@ -796,6 +807,13 @@ class FetchEngine:
         self.local.refresh()
         stats = meter.stats(len(spooled) + len(objs), rounds, packs)
         stats.absent = absent
+        if absent and self.catalog.rescan(self.settings):
+            # Neither packed where we knew nor loose: in packs new on the server (a push, a
+            # repack since).  Looked for there only now, so that the common case, a loose
+            # object, costs no round trip for objects/info/packs first.
+            more = self._fetch(absent, progress, ())
+            stats.add(more)
+            stats.absent = more.absent
         return stats
 
     def update(self, tips: Iterable[bytes], progress: Progress = QUIET) -> FetchStats:
@@ -853,7 +871,8 @@ class FetchEngine:
         return tmp_dir
 
     def _locate(self, oids: list[bytes]) -> tuple[dict[int, set[int]], list[bytes]]:
-        """{pack number: offsets} for packed oids; the rest are loose (or new on the server)."""
+        """{pack number: offsets} for packed oids; the rest are loose (or new on the server:
+        `_fetch` rescans the pack list for those not found loose)."""
         located: dict[int, set[int]] = defaultdict(set)
         loose: list[bytes] = []
         for oid in oids:
@@ -862,16 +881,6 @@ class FetchEngine:
                 loose.append(oid)
             else:
                 located[self.catalog.packs.index(loc[0])].add(loc[1])
-        if loose and self.catalog.rescan(self.settings):
-            # New packs on the server: look the unplaced oids up again.
-            still = []
-            for oid in loose:
-                loc = self.catalog.locate(oid)
-                if loc is None:
-                    still.append(oid)
-                else:
-                    located[self.catalog.packs.index(loc[0])].add(loc[1])
-            loose = still
         return located, loose
 
     def _read_rounds(

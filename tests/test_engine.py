@@ -313,3 +313,43 @@ def test_a_pack_lands_across_file_systems(tmp_path: Path) -> None:
         assert landed == {f"pack-1234{s}": s.encode() for s in (".idx", ".pack", ".promisor")}
     finally:
         shutil.rmtree(objects, ignore_errors=True)
+
+
+def test_objects_new_on_the_server_are_found_loose_or_in_new_packs(
+    small: Published, server_root: Path, nginx, tmp_path: Path
+) -> None:
+    """An object in no pack the clone knew is asked for as a loose object first, while the
+    known packs are read: that is where small pushes leave them, and objects/info/packs is
+    then not read at all (it was read before anything else, a round trip in a row).  Only
+    an object not found loose sends the daemon to the pack list, as one in a pushed pack."""
+    import random
+    import shutil
+
+    bare = server_root / "engine-new-objects.git"
+    shutil.rmtree(bare, ignore_errors=True)
+    shutil.copytree(small.info.path, bare, symlinks=True)
+    dest = tmp_path / "lazy"
+    subprocess.run(
+        ["lazygit", "clone", "-q", "--no-checkout", nginx.url(bare.name), str(dest)], check=True
+    )
+    work = tmp_path / "work"
+    subprocess.run(["git", "clone", "-q", str(bare), str(work)], check=True)
+    author = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    blobs = {}
+    for name, unpack_limit in (("loose.bin", "100"), ("packed.bin", "1")):
+        (work / name).write_bytes(random.Random(name).randbytes(5_000))
+        run(work, "add", name)
+        run(work, *author, "commit", "-qm", name)
+        run(bare, "config", "receive.unpackLimit", unpack_limit)
+        run(work, "push", "-q", "origin", "HEAD:main")
+        blobs[name] = run(work, "rev-parse", f"HEAD:{name}").decode().strip()
+    run(bare, "update-server-info")
+    try:
+        for name in ("loose.bin", "packed.bin"):
+            nginx.clear_log()
+            assert run(dest, "cat-file", "-p", blobs[name]) == (work / name).read_bytes()
+            lists = [e for e in nginx.log_entries() if e.path.endswith("/objects/info/packs")]
+            assert len(lists) == (name == "packed.bin"), (name, lists)
+        run(dest, "fsck")
+    finally:
+        stop_daemon(dest / ".git")
