@@ -248,6 +248,7 @@ class Catalog:
                     "packs": s.packs,
                     # Multi-range only: a server may learn it later, not unlearn it unnoticed.
                     "multi_range": s.remote.known_range_mode is RangeMode.MULTI,
+                    "credentials": s.remote.used_credentials,
                 }
                 for s in self.sources
             ],
@@ -280,6 +281,8 @@ class Catalog:
             remote = remotes.get(s["url"]) or remotes.setdefault(s["url"], connect(s["url"]))
             if s.get("multi_range"):  # the clone's probe: a daemon start need not ask again
                 remote.assume_range_mode(RangeMode.MULTI)
+            if s.get("credentials"):  # the server wants a password: ask before, not after 401
+                remote.expect_credentials()
             sources.append(ObjectSource(remote, s["prefix"], list(s["packs"])))
         cat = cls(sources, cache_dir)
         cat.meta_done = set(doc.get("meta_done", []))

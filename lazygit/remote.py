@@ -364,6 +364,7 @@ class DumbRemote:
         self._cred: credentials.Credential | None = None
         self._asked = False
         self._approved = False
+        self._fill_first = False  # ask the credential helpers before the first request
         self._refused = False
         if parts.password is not None:
             self._cred = credentials.Credential(
@@ -475,6 +476,8 @@ class DumbRemote:
         stream = None
         try:
             while True:
+                if self._fill_first:
+                    self._fill_now()
                 cred = self._cred
                 sent = dict(headers or {})
                 if cred is not None and not self._header_auth:
@@ -524,6 +527,30 @@ class DumbRemote:
                 bearer=self.settings.authType.lower() == "bearer",
             )
             return self._cred is not None
+
+    @property
+    def used_credentials(self) -> bool:
+        """Whether the server accepted a credential: it wants one."""
+        return self._approved
+
+    def expect_credentials(self) -> None:
+        """The server wanted a credential before (at the clone): ask git's credential helpers
+        before the first request, not after a 401, so that the requests a daemon's first
+        batch sends at once are not each answered 401."""
+        self._fill_first = True
+
+    def _fill_now(self) -> None:
+        with self._auth_lock:  # the other first requests wait here for the credential
+            if not self._fill_first:
+                return
+            if self._cred is None and not self._asked and not self._header_auth:
+                self._asked = True
+                self._cred = credentials.fill(
+                    self._plain_url,
+                    cwd=self._git_dir,
+                    bearer=self.settings.authType.lower() == "bearer",
+                )
+            self._fill_first = False
 
     def _approve(self, cred: credentials.Credential) -> None:
         with self._auth_lock:
