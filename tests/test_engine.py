@@ -156,21 +156,26 @@ def test_fetch_of_a_large_push_reads_commits_and_trees_not_its_blobs(
         stop_daemon(dest / ".git")
 
 
-def test_lazy_fetch_follows_a_server_repack(
-    small: Published, server_root: Path, nginx, tmp_path: Path
-) -> None:
-    """The server runs `git repack -a -d` (as `git gc` does) after the clone: the packs the
-    clone knew are gone.  A lazy fetch re-reads the pack list and reads from the new pack;
-    the cached indexes of the old packs are removed."""
+def _copy_and_clone(small: Published, bare: Path, nginx, tmp_path: Path) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    """A copy of SMALL's server repository at ``bare`` and a --no-checkout lazy clone of it."""
     import shutil
 
-    bare = server_root / "engine-repack.git"
     shutil.rmtree(bare, ignore_errors=True)
     shutil.copytree(small.info.path, bare, symlinks=True)
     dest = tmp_path / "lazy"
     subprocess.run(
         ["lazygit", "clone", "-q", "--no-checkout", nginx.url(bare.name), str(dest)], check=True
     )
+    return bare, dest
+
+
+def test_lazy_fetch_follows_a_server_repack(
+    small: Published, server_root: Path, nginx, tmp_path: Path
+) -> None:
+    """The server runs `git repack -a -d` (as `git gc` does) after the clone: the packs the
+    clone knew are gone.  A lazy fetch re-reads the pack list and reads from the new pack;
+    the cached indexes of the old packs are removed."""
+    bare, dest = _copy_and_clone(small, server_root / "engine-repack.git", nginx, tmp_path)
     cache = dest / ".git" / "lazygit" / "packs"
     old = {p.stem for p in cache.glob("pack-*.idx")}
     missing = [
@@ -323,15 +328,8 @@ def test_objects_new_on_the_server_are_found_loose_or_in_new_packs(
     then not read at all (it was read before anything else, a round trip in a row).  Only
     an object not found loose sends the daemon to the pack list, as one in a pushed pack."""
     import random
-    import shutil
 
-    bare = server_root / "engine-new-objects.git"
-    shutil.rmtree(bare, ignore_errors=True)
-    shutil.copytree(small.info.path, bare, symlinks=True)
-    dest = tmp_path / "lazy"
-    subprocess.run(
-        ["lazygit", "clone", "-q", "--no-checkout", nginx.url(bare.name), str(dest)], check=True
-    )
+    bare, dest = _copy_and_clone(small, server_root / "engine-new-objects.git", nginx, tmp_path)
     work = tmp_path / "work"
     subprocess.run(["git", "clone", "-q", str(bare), str(work)], check=True)
     author = ["-c", "user.name=t", "-c", "user.email=t@t"]
