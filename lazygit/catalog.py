@@ -93,14 +93,22 @@ class Catalog:
             asked = [self._ask(pool, source, name) for source, name in todo]
             got = []
             probed: set[int] = set()
-            for a in asked:
-                got.append(self._receive(a))
-                remote, info = a.source.remote, got[-1][0]
+
+            def probe(a: _Asked, info: FileInfo) -> None:
+                # Does the server do multi-range?  Asked now, while the other .idx files and
+                # bitmap heads arrive, not at the first read of the packs; of a pack that is
+                # read (one with a bitmap), not of a cruft pack nobody reads.
+                remote = a.source.remote
                 if id(remote) not in probed and info.size >= 3:
-                    # Does the server do multi-range?  Asked now, while the other .idx
-                    # files and bitmap heads arrive, not at the first read of the packs.
                     probed.add(id(remote))
                     pool.submit(remote.range_mode, info)
+
+            for a in asked:
+                got.append(self._receive(a))
+                if got[-1][3] is not None:
+                    probe(a, got[-1][0])
+            for a, (info, *_rest) in zip(asked, got, strict=True):
+                probe(a, info)  # a source without any bitmap
             cruft = [
                 pool.submit(self._is_cruft, a.source, a.name)
                 if head is None and info.size > settings.smallPackBytes

@@ -477,6 +477,12 @@ def test_a_cruft_pack_is_read_only_when_the_refs_reach_into_it(
     git(bare, "update-server-info")
     cruft = [p.with_suffix(".pack") for p in (bare / "objects" / "pack").glob("*.mtimes")]
     assert len(cruft) == 1 and cruft[0].stat().st_size > 256 * 1024  # not read whole
+    # The cruft pack listed first (the order varies with the packs' names): nothing of it is
+    # read, not even the multi-range probe, which once took the first pack listed.
+    listing = bare / "objects" / "info" / "packs"
+    lines = listing.read_text().splitlines()
+    first = f"P {cruft[0].name}"
+    listing.write_text("\n".join([first, *(ln for ln in lines if ln != first)]) + "\n")
     # `lazygit prepare --check` says the same as the clone does.
     methods = {p.name: p.method for p in analyze(bare).packs}
     assert methods.pop(cruft[0].stem) == "cruft" and "cruft" not in methods.values()
