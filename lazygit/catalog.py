@@ -101,7 +101,7 @@ class Catalog:
                 remote = a.source.remote
                 if id(remote) not in probed and info.size >= 3:
                     probed.add(id(remote))
-                    pool.submit(remote.range_mode, info)
+                    remote.submit(remote.range_mode, info)  # not waited for by `pool`
 
             for a in asked:
                 got.append(self._receive(a))

@@ -148,19 +148,23 @@ def read_whole_packs(
         writer = PackWriter(out, len(seen), _locator(handles) if len(handles) > 1 else None)
         ahead: deque[Future[IO[bytes]]] = deque()
         todo = iter(handles)
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            try:
-                ahead.extend(pool.submit(spooled, h) for h in itertools.islice(todo, workers))
-                for h, runs in zip(handles, keep, strict=True):
-                    with ahead.popleft().result() as spool:
-                        ahead.extend(pool.submit(spooled, n) for n in itertools.islice(todo, 1))
-                        for a, b in runs:
-                            _copy_positions(writer, h, spool.fileno(), a, b)
-            finally:
-                for f in ahead:  # read ahead, not copied: after a failure
-                    f.cancel()
-                    if not f.cancelled() and f.exception() is None:
-                        f.result().close()
+
+        def read_ahead(n: int) -> None:
+            # On the remote's daemon threads: Ctrl-C does not wait for a stalled read.
+            ahead.extend(h.source.remote.submit(spooled, h) for h in itertools.islice(todo, n))
+
+        try:
+            read_ahead(max(1, workers))
+            for h, runs in zip(handles, keep, strict=True):
+                with ahead.popleft().result() as spool:
+                    read_ahead(1)
+                    for a, b in runs:
+                        _copy_positions(writer, h, spool.fileno(), a, b)
+        except BaseException:
+            for f in ahead:  # read ahead, not copied
+                f.cancel()
+                f.add_done_callback(lambda f: f.cancelled() or f.exception() or f.result().close())
+            raise
         writer.finish()
 
     name = repo.index_pack(write, promisor=PROMISOR_MESSAGE)

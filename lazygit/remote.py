@@ -803,6 +803,11 @@ class DumbRemote:
 
     # -- range mode ------------------------------------------------------------------------
 
+    def submit(self, fn: Callable[..., _T], *args: object) -> Future[_T]:
+        """Run ``fn(*args)`` on this remote's worker threads: daemon threads, so that Ctrl-C
+        never waits for a request stalled in one of them (a ThreadPoolExecutor does)."""
+        return self._executor().submit(fn, *args)
+
     @property
     def known_range_mode(self) -> RangeMode | None:
         """The range mode learned so far (None: not probed yet)."""
