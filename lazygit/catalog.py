@@ -115,8 +115,8 @@ class Catalog:
                 else None
                 for a, (info, _cached, _idx, head) in zip(asked, got, strict=True)
             ]
-            for a, (info, cached, idx_data, head), probe in zip(asked, got, cruft, strict=True):
-                is_cruft = probe is not None and probe.result()
+            for a, (info, cached, idx_data, head), mtimes in zip(asked, got, cruft, strict=True):
+                is_cruft = mtimes is not None and mtimes.result()
                 self.packs.append(self._load_pack(a, info, cached, idx_data, head, is_cruft))
                 task.advance()
         task.done()

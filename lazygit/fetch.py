@@ -786,23 +786,13 @@ class FetchEngine:
         with tempfile.TemporaryFile(dir=self._tmp_dir(), prefix="spool-") as spool:
             try:
                 # The oids in no known pack are asked for as loose objects while the packs
-                # are read: most are (small pushes leave them so).
-                with ThreadPoolExecutor(max_workers=1) as side:
-                    asked = side.submit(
-                        fetch_loose_spooled,
-                        self.catalog.sources,
-                        loose_oids,
-                        self._tmp_dir(),
-                        workers=self.settings.connections,
-                        absent=absent,
+                # are read: most are (small pushes leave them so).  No thread for none.
+                if not loose_oids:
+                    spooled, rounds = self._read_rounds(located, spool, progress)
+                else:
+                    spooled, rounds, fetched = self._read_with_loose(
+                        located, loose_oids, spool, progress, absent
                     )
-                    try:
-                        spooled, rounds = self._read_rounds(located, spool, progress)
-                    except BaseException:
-                        with contextlib.suppress(Exception):
-                            fetched = asked.result()  # to be closed below
-                        raise
-                    fetched = asked.result()
                 objs = [*loose, *fetched]
                 packs = self._write_packs(spool, spooled, objs) if spooled or objs else []
             finally:
@@ -819,6 +809,33 @@ class FetchEngine:
             stats.add(more)
             stats.absent = more.absent
         return stats
+
+    def _read_with_loose(
+        self,
+        located: dict[int, set[int]],
+        loose_oids: list[bytes],
+        spool: IO[bytes],
+        progress: Progress,
+        absent: list[bytes],
+    ) -> tuple[_Places, int, list[SpooledObject]]:
+        """`_read_rounds`, with the loose objects fetched meanwhile in another thread."""
+        with ThreadPoolExecutor(max_workers=1) as side:
+            asked = side.submit(
+                fetch_loose_spooled,
+                self.catalog.sources,
+                loose_oids,
+                self._tmp_dir(),
+                workers=self.settings.connections,
+                absent=absent,
+            )
+            try:
+                spooled, rounds = self._read_rounds(located, spool, progress)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    for obj in asked.result():
+                        obj.close()
+                raise
+            return spooled, rounds, asked.result()
 
     def update(self, tips: Iterable[bytes], progress: Progress = QUIET) -> FetchStats:
         """Bring the commits, trees and tags behind ``tips`` that are not local (``git fetch``).
