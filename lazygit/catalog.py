@@ -12,7 +12,7 @@ import json
 import mmap
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from lazygit.packmeta import ServerPack, bitmap_head_needed, parse_bitmap_types
 from lazygit.progress import QUIET, Progress
 from lazygit.ranges import Extent
 from lazygit.remote import DumbRemote, FileInfo, RangeMode
+from lazygit.workers import Workers
 
 #: First read of a .bitmap: enough for the type bitmaps of most packs (git/git's: 26.7 KB).
 BITMAP_HEAD_GUESS = 32 * 1024
@@ -89,7 +90,7 @@ class Catalog:
         if not todo:
             return
         task = progress.task("pack indexes", total=len(todo), count=True)
-        with ThreadPoolExecutor(max_workers=max(1, 3 * settings.connections)) as pool:
+        with Workers(min(3 * settings.connections, 3 * len(todo)), "lazygit-catalog") as pool:
             asked = [self._ask(pool, source, name) for source, name in todo]
             got = []
             probed: set[int] = set()
@@ -130,7 +131,7 @@ class Catalog:
     def has_pack(self, name: str) -> bool:
         return any(p.name == name for p in self.packs)
 
-    def _ask(self, pool: ThreadPoolExecutor, source: ObjectSource, name: str) -> _Asked:
+    def _ask(self, pool: Workers, source: ObjectSource, name: str) -> _Asked:
         """Start reading a pack's size, .idx and bitmap head (not those a cache holds)."""
         remote = source.remote
         known = self.cache_dir is not None and (self._packs_dir / f"{name}.json").exists()

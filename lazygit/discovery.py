@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from lazygit.errors import CorruptDataError, HTTPStatusError, NotAGitServerError, RemoteError
+from lazygit.workers import Workers
 
 if TYPE_CHECKING:
     from lazygit.remote import DumbRemote
@@ -209,9 +209,9 @@ _OBJECT_FILES = ("info/packs", "info/http-alternates", "info/alternates")
 def _get_all(remote: DumbRemote, paths: Iterable[str]) -> dict[str, bytes | None]:
     """GET these files at once (missing ones give None): one round trip, not one each."""
     paths = list(paths)
-    with ThreadPoolExecutor(max_workers=len(paths)) as pool:
-        asked = {p: pool.submit(remote.get_bytes, p, missing_ok=True) for p in paths}
-    return {p: f.result() for p, f in asked.items()}
+    with Workers(len(paths), "lazygit-discovery") as pool:
+        got = pool.map(lambda p: remote.get_bytes(p, missing_ok=True), paths)
+    return dict(zip(paths, got, strict=True))
 
 
 def discover(remote: DumbRemote, *, connect_alternate=None) -> RemoteRepo:

@@ -20,7 +20,7 @@ import time
 from bisect import bisect_left
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -44,6 +44,7 @@ from lazygit.packwriter import (
 )
 from lazygit.progress import QUIET, Progress, Task
 from lazygit.ranges import Extent, coalesce, split
+from lazygit.workers import Workers
 
 PROMISOR_MESSAGE = "lazygit"
 #: A batch of at least this many objects is written as two packs, indexed at once by two
@@ -508,7 +509,7 @@ def fetch_metadata(
 
             # The walk (a round trip per level of loose objects) and the header scans read
             # at the same time; a cruft pack is scanned after, if the walk met it.
-            with ThreadPoolExecutor(max_workers=1) as walker:
+            with Workers(1, "lazygit-walk") as walker:
                 walked = walker.submit(_walk_metadata, roots, catalog, settings)
                 for h in rest:
                     if h.pack.types is None and not h.cruft:
@@ -819,7 +820,7 @@ class FetchEngine:
         absent: list[bytes],
     ) -> tuple[_Places, int, list[SpooledObject]]:
         """`_read_rounds`, with the loose objects fetched meanwhile in another thread."""
-        with ThreadPoolExecutor(max_workers=1) as side:
+        with Workers(1, "lazygit-loose-fetch") as side:
             asked = side.submit(
                 fetch_loose_spooled,
                 self.catalog.sources,
@@ -830,10 +831,12 @@ class FetchEngine:
             )
             try:
                 spooled, rounds = self._read_rounds(located, spool, progress)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    for obj in asked.result():
-                        obj.close()
+            except BaseException as exc:
+                # Ctrl-C does not wait for a loose read that may be stalled.
+                if isinstance(exc, Exception) or asked.done():
+                    with contextlib.suppress(Exception):
+                        for obj in asked.result():
+                            obj.close()
                 raise
             return spooled, rounds, asked.result()
 

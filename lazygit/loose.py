@@ -10,7 +10,6 @@ import hashlib
 import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import IO, TypeVar
 from lazygit.discovery import ObjectSource
 from lazygit.errors import CorruptDataError, RemoteError
 from lazygit.packwriter import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE
+from lazygit.workers import Workers
 
 TYPE_NUMS = {b"commit": OBJ_COMMIT, b"tree": OBJ_TREE, b"blob": OBJ_BLOB, b"tag": OBJ_TAG}
 
@@ -209,8 +209,8 @@ def _fetch_each(
     if len(todo) <= 1:
         found = [one(o) for o in todo]
     else:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            found = list(pool.map(one, todo))
+        with Workers(min(workers, len(todo)), "lazygit-loose") as pool:
+            found = pool.map(one, todo)
     return [o for o in found if o is not None]
 
 

@@ -14,7 +14,6 @@ import bisect
 import email.utils
 import enum
 import os
-import queue
 import random
 import ssl
 import threading
@@ -41,6 +40,7 @@ from lazygit.errors import (
 from lazygit.gitcmd import run_git
 from lazygit.httpranges import iter_multipart, multipart_boundary, parse_content_range
 from lazygit.ranges import Extent, group_requests, range_header, split
+from lazygit.workers import Workers
 
 
 def _import_httpx():  # type: ignore[no-untyped-def]
@@ -256,59 +256,6 @@ def _refuse_https(request: httpx.Request) -> None:
         )
 
 
-class _DaemonPool:
-    """A minimal thread pool of daemon threads.
-
-    ``concurrent.futures.ThreadPoolExecutor`` joins its threads at interpreter exit, so a
-    worker stuck in a stalled read would hold an interrupted clone (Ctrl-C) for up to
-    ``lazygit.readTimeout``; daemon threads let the process exit at once.
-    """
-
-    def __init__(self, workers: int) -> None:
-        self._queue: queue.SimpleQueue[tuple[Future[object], Callable[[], object]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._threads = [
-            threading.Thread(target=self._run, name=f"lazygit-http-{i}", daemon=True)
-            for i in range(workers)
-        ]
-        for t in self._threads:
-            t.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            fut, fn = item
-            if not fut.set_running_or_notify_cancel():
-                continue
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:  # handed to the waiting caller
-                fut.set_exception(exc)
-
-    def submit(self, fn: Callable[..., _T], *args: object) -> Future[_T]:
-        fut: Future[_T] = Future()
-        self._queue.put((fut, lambda: fn(*args)))  # type: ignore[arg-type]
-        return fut
-
-    def shutdown(self, wait: bool = True) -> None:
-        """Cancel what has not started; with ``wait``, let running work finish."""
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                item[0].cancel()
-        for _ in self._threads:
-            self._queue.put(None)
-        if wait:
-            for t in self._threads:
-                t.join()
-
-
 #: An unread body up to this size is read after use, so that its connection is kept.
 RELEASE_BYTES = 64 * 1024
 
@@ -386,7 +333,7 @@ class DumbRemote:
         self._mode: RangeMode | None = None
         self._mode_lock = threading.Lock()
         self._workers = max(1, int(settings.connections))
-        self._pool: _DaemonPool | None = None
+        self._pool: Workers | None = None
         timeout = httpx.Timeout(
             connect=settings.connectTimeout,
             read=settings.readTimeout,
@@ -988,10 +935,10 @@ class DumbRemote:
                 CorruptDataError(f"{info.path}: the server sent fewer bytes than needed")
             )
 
-    def _executor(self) -> _DaemonPool:
+    def _executor(self) -> Workers:
         with self._lock:
             if self._pool is None:
-                self._pool = _DaemonPool(self._workers)
+                self._pool = Workers(self._workers, "lazygit-http")
             return self._pool
 
     def _read_ranged(
