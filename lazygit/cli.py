@@ -266,10 +266,14 @@ def _sparse_summary(quiet: bool, result: object, what: str) -> None:
 
 @sparse_app.command("set")
 def sparse_set_cmd(
-    dirs: Annotated[list[str], typer.Argument(help="Directories of the cone.")],
+    dirs: Annotated[
+        list[str], typer.Argument(help="Directories of the cone (relative to the current one).")
+    ],
     quiet: Quiet = False,
 ) -> None:
-    """Set the cone: fetch its files in one batch, then update the working tree."""
+    """Set the cone: fetch its files in one batch, then update the working tree.
+
+    Directories are relative to the current one, as with git sparse-checkout."""
     from lazygit.localrepo import LocalRepo
     from lazygit.progress import Progress
     from lazygit.sparsecmd import sparse_set
@@ -281,10 +285,14 @@ def sparse_set_cmd(
 
 @sparse_app.command("add")
 def sparse_add_cmd(
-    dirs: Annotated[list[str], typer.Argument(help="Directories to add to the cone.")],
+    dirs: Annotated[
+        list[str], typer.Argument(help="Directories to add (relative to the current one).")
+    ],
     quiet: Quiet = False,
 ) -> None:
-    """Widen the cone: fetch the new files in one batch, then update the working tree."""
+    """Widen the cone: fetch the new files in one batch, then update the working tree.
+
+    Directories are relative to the current one, as with git sparse-checkout."""
     from lazygit.localrepo import LocalRepo
     from lazygit.progress import Progress
     from lazygit.sparsecmd import sparse_set
@@ -340,7 +348,10 @@ def offline(
 def prefetch(
     words: Annotated[
         list[str] | None,
-        typer.Argument(help="Revisions (default HEAD), then a pathspec to limit them."),
+        typer.Argument(
+            help="Revisions (default HEAD), then a pathspec to limit them (relative to the "
+            "current directory, as in git; :/ for the top)."
+        ),
     ] = None,
     history: Annotated[
         list[str] | None,
@@ -351,7 +362,9 @@ def prefetch(
     ] = None,
     quiet: Quiet = False,
 ) -> None:
-    """Hydrate blobs ahead of time: trees of revisions, or the history of paths."""
+    """Hydrate blobs ahead of time: trees of revisions, or the history of paths.
+
+    Arguments are git's: revisions, then paths relative to the current directory (:/ top)."""
     from lazygit.localrepo import LocalRepo
     from lazygit.progress import Progress
     from lazygit.sparsecmd import describe

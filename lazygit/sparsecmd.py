@@ -19,6 +19,7 @@ Ctrl-C / kill stops the download itself (finished batches stay, being separate p
 from __future__ import annotations
 
 import os
+import posixpath
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -231,10 +232,24 @@ def sparse_set(
     add: bool = False,
     progress: Progress = QUIET,
     settings: Settings | None = None,
+    cwd: str | os.PathLike[str] = ".",
 ) -> SparseResult:
-    """Widen/narrow the cone: fetch its blobs in one batch, then let git update the files."""
+    """Widen/narrow the cone: fetch its blobs in one batch, then let git update the files.
+
+    ``dirs`` are relative to ``cwd``, as ``git sparse-checkout set|add`` reads them."""
     settings = settings or Settings.load(repo.git_dir)
-    new = validate_cone_dirs(dirs)
+    prefix = _prefix(cwd)
+    if prefix:
+        new = []
+        for d in dirs:
+            top = posixpath.normpath(posixpath.join(prefix, d.strip()))
+            if d.strip().startswith("/") or top in (".", "..") or top.startswith("../"):
+                raise LazyGitError(
+                    f"invalid sparse directory {d!r}",
+                    f"give directories relative to the current directory ({prefix.rstrip('/')})",
+                )
+            new.append(top)
+    new = validate_cone_dirs(new if prefix else dirs)
     if add:
         current = cone_dirs(repo)
         if current is None:
@@ -298,14 +313,14 @@ def _rev_ok(repo: LocalRepo, word: str) -> bool:
     return proc.returncode == 0
 
 
-def tree_blobs(repo: LocalRepo, revs: Sequence[str], match: PathMatcher | None) -> list[bytes]:
-    """Blobs of the trees of ``revs`` within ``match``."""
-    out: dict[bytes, None] = {}
-    for rev in revs:
-        for mode, typ, oid, path in repo.ls_tree(rev):
-            if typ == "blob" and mode in BLOB_MODES and (match is None or match(path)):
-                out[oid] = None
-    return list(out)
+def tree_paths(repo: LocalRepo, revs: Sequence[str]) -> list[tuple[bytes, str]]:
+    """(blob, path) of every file in the trees of ``revs``."""
+    return [
+        (oid, path)
+        for rev in revs
+        for mode, typ, oid, path in repo.ls_tree(rev)
+        if typ == "blob" and mode in BLOB_MODES
+    ]
 
 
 def history_blobs(
@@ -349,23 +364,78 @@ def prefetch(
     since: str | None = None,
     progress: Progress = QUIET,
     settings: Settings | None = None,
+    cwd: str | os.PathLike[str] = ".",
 ) -> HydrateResult:
-    """``lazygit prefetch [REV ...] [PATHSPEC ...] [--history PATHSPEC] [--since DATE]``."""
+    """``lazygit prefetch [REV ...] [PATHSPEC ...] [--history PATHSPEC] [--since DATE]``.
+
+    Pathspecs are git's: relative to ``cwd``, ``:/`` for the top."""
     from lazygit.prefetch import pathspec_matcher
     from lazygit.sparse import matcher
 
     repo.ensure_lazy_clone()
     settings = settings or Settings.load(repo.git_dir)
     revs, paths = split_revs(repo, words)
+    prefix = _prefix(cwd)
+    typed, paths = paths, [top_relative(prefix, p) for p in paths]
+    history = [top_relative(prefix, p) for p in history]
     cone = matcher(repo)
     if history or since:
-        spec = [*paths, *history]
+        spec = [p for p in (*paths, *history) if p != "."]
         blobs = history_blobs(repo, revs, spec, since, cone)
+        if not blobs and spec and not since:
+            named = "', '".join(spec)
+            raise LazyGitError(f"pathspec '{named}' did not match any file in the history")
     else:
         spec_match = pathspec_matcher(paths)
-
-        def both(path: str) -> bool:
-            return (spec_match is None or spec_match(path)) and (cone is None or cone(path))
-
-        blobs = tree_blobs(repo, revs or ["HEAD"], both)
+        listed = tree_paths(repo, revs or ["HEAD"])
+        _check_pathspec(typed, paths, listed, revs or ["HEAD"])
+        blobs = list(
+            dict.fromkeys(
+                oid
+                for oid, path in listed
+                if (spec_match is None or spec_match(path)) and (cone is None or cone(path))
+            )
+        )
     return hydrate(repo, settings, blobs, progress)
+
+
+def _prefix(cwd: str | os.PathLike[str]) -> str:
+    """Where ``cwd`` is in the working tree ("src/core/"; "" at the top or without one)."""
+    from lazygit.gitcmd import run_git
+
+    proc = run_git(["rev-parse", "--show-prefix"], cwd=cwd, check=False)
+    return proc.stdout.decode("utf-8", "surrogateescape").strip() if proc.returncode == 0 else ""
+
+
+def top_relative(prefix: str, spec: str) -> str:
+    """A pathspec as git reads it, relative to the current directory (``prefix``), made
+    relative to the top of the working tree; ``:/path`` is from the top already."""
+    if spec.startswith(":/"):
+        spec, prefix = spec[2:].lstrip("/"), ""
+    elif spec.startswith(":"):
+        return spec  # other magic: left to git (history) or ignored (trees)
+    glob = any(ch in spec for ch in "*?[")
+    joined = posixpath.normpath(posixpath.join(prefix, spec)) if spec else prefix or "."
+    if joined.startswith("../") or joined == "..":
+        raise LazyGitError(f"{spec}: outside the repository")
+    return joined + ("/" if glob and spec.endswith("/") else "")
+
+
+def _check_pathspec(
+    typed: Sequence[str],
+    paths: Sequence[str],
+    listed: Sequence[tuple[bytes, str]],
+    revs: Sequence[str],
+) -> None:
+    """git's rule: a pathspec that matches no file is an error, not an empty prefetch."""
+    from lazygit.prefetch import pathspec_matcher
+
+    for word, spec in zip(typed, paths, strict=True):
+        match = pathspec_matcher([spec])
+        if match is None or any(match(path) for _oid, path in listed):
+            continue
+        seen = "" if spec == word else f" (looked for {spec})"
+        raise LazyGitError(
+            f"'{word}' is neither a revision nor a path in {', '.join(revs)}{seen}",
+            "check the spelling; paths are relative to the current directory",
+        )

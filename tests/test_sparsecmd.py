@@ -176,3 +176,68 @@ def test_prefetch_history_and_since(
     out = lazygit(dest, "prefetch", "--history", hot, "--since", "1971-01-01")
     assert "1 batch)" in out.stderr
     compare(dest, small.full, "log", "-p", "--", hot, lazy_env=NO_LAZY)
+
+
+def test_prefetch_pathspecs_are_relative_to_the_current_directory_as_in_git(
+    small: Published, nginx: Nginx, tmp_path: Path, daemons: list[Path]
+) -> None:
+    """In src/, ``lazygit prefetch -- DIR`` means src/DIR and ``.`` means src (git's rule);
+    ``:/`` is the top. A word that is neither a revision nor a path is an error, not an
+    empty prefetch that looks like success."""
+    dest = tmp_path / "lazy"
+    lazygit(tmp_path, "clone", "-q", "--no-checkout", nginx.url(small.name), str(dest))
+    daemons.append(dest / ".git")
+    inner = dirs_of(small.full)[0]  # e.g. src/core
+    sub = dest / "src"
+    sub.mkdir()  # a --no-checkout clone's working tree is empty; git finds the prefix all the same
+
+    def blobs(*paths: str) -> set[str]:
+        out = git(dest, "ls-tree", "-r", "HEAD", *paths, env=NO_LAZY).text.splitlines()
+        return {ln.split()[2] for ln in out if ln.split()[1] == "blob"}
+
+    lazygit(sub, "prefetch", "HEAD", "--", os.path.relpath(inner, "src"))
+    assert all(has_object(dest, o) for o in blobs(inner))
+    assert not all(has_object(dest, o) for o in blobs("src"))
+    lazygit(sub, "prefetch", ".")
+    assert all(has_object(dest, o) for o in blobs("src"))
+    assert not all(has_object(dest, o) for o in blobs())
+    lazygit(sub, "prefetch", ":/docs")
+    assert all(has_object(dest, o) for o in blobs("docs"))
+
+    before = sorted((dest / ".git" / "objects" / "pack").glob("*.pack"))
+    for args, shown in (
+        (("nosuchrev",), "src/nosuchrev"),
+        (("HEAD", "--", "nosuchdir"), "src/nosuchdir"),
+        (("HEAD", "--", "../nosuch"), "nosuch"),
+    ):
+        proc = lazygit(sub, "prefetch", *args, check=False)
+        assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+        assert proc.stderr.startswith(
+            f"lazygit: error: '{args[-1]}' is neither a revision nor a path in HEAD "
+            f"(looked for {shown})"
+        ), proc.stderr
+    proc = lazygit(sub, "prefetch", "HEAD", "--", "../..", check=False)
+    assert proc.returncode == 1 and "outside the repository" in proc.stderr, proc.stderr
+    proc = lazygit(dest, "prefetch", "--history", "nosuch", check=False)
+    assert proc.returncode == 1 and "'nosuch' did not match any file" in proc.stderr
+    assert sorted((dest / ".git" / "objects" / "pack").glob("*.pack")) == before
+
+
+def test_sparse_add_in_a_subdirectory_takes_directories_relative_to_it_as_git_does(
+    sparse_clone: tuple[Path, list[str]],
+) -> None:
+    """git 2.39's ``sparse-checkout add core`` in src/ adds src/core; lazygit did add a
+    top-level ``core`` (which matched nothing) and hydrated nothing."""
+    repo, dirs = sparse_clone
+    parent, other = "src", dirs[1]  # src/ holds the cone dirs[0]
+    assert dirs[0].startswith("src/") and other.startswith("src/")
+    out = lazygit(repo / parent, "sparse", "add", os.path.relpath(other, parent))
+    assert "1 batch" in out.stderr
+    assert set(lazygit(repo, "sparse", "list").stdout.split()) == {dirs[0], other}
+    files = git(repo, "ls-files", other, env=NO_LAZY).text.split()
+    assert files and all((repo / f).exists() for f in files)
+    bad = lazygit(repo / parent, "sparse", "add", "../..", check=False)
+    assert bad.returncode == 1 and bad.stderr.startswith(
+        "lazygit: error: invalid sparse directory '../..' (give directories relative to the "
+        f"current directory ({parent}))"
+    ), bad.stderr
