@@ -668,16 +668,16 @@ def check_server(
                 Check(
                     "bitmaps",
                     WARN,
-                    f"{len(without)} of {probed} packs have no .bitmap ({_size(big)}): clones "
+                    f"{len(without)} of {probed} packs {'has' if len(without) == 1 else 'have'} "
+                    f"no .bitmap ({_size(big)}): clones "
                     f"scan their headers to find commits and trees{and_cruft}",
                     "run `lazygit prepare DIR` in the bare repository on the server",
                     data,
                 )
             )
         else:
-            checks.append(
-                Check("bitmaps", OK, f"all {probed} packs have a .bitmap{and_cruft}", data=data)
-            )
+            every = "the pack has" if probed == 1 else f"all {probed} packs have"
+            checks.append(Check("bitmaps", OK, f"{every} a .bitmap{and_cruft}", data=data))
         if known_packs is not None:
             listed = {n for _, n in packs}
             new = listed - known_packs

@@ -77,7 +77,7 @@ def test_doctor_in_a_healthy_clone(lazy: Path):
         "bitmaps",
     ):
         assert any(ln.startswith(f"OK   {name}: ") for ln in lines), (name, proc.stdout)
-    assert "multi-range" in proc.stdout and "all 1 packs have a .bitmap" in proc.stdout
+    assert "multi-range" in proc.stdout and "the pack has a .bitmap" in proc.stdout
     c = checks(run("doctor", "--json", cwd=lazy))
     assert c["daemon"]["data"]["running"] is False
     assert c["server packs"]["message"] == "unchanged since the clone"
@@ -107,7 +107,7 @@ def test_doctor_url_on_the_embedded_server(prepared: Path, embedded, tmp_path: P
 def test_doctor_url_on_a_repository_with_a_pack_without_bitmap(small: Published, nginx):
     proc = run("doctor", nginx.url(small.name))
     assert proc.returncode == 0
-    assert "WARN bitmaps: 1 of 2 packs have no .bitmap" in proc.stdout
+    assert "WARN bitmaps: 1 of 2 packs has no .bitmap" in proc.stdout
     assert "fix: run `lazygit prepare DIR`" in proc.stdout
 
 
