@@ -76,6 +76,8 @@ class Catalog:
         #: `follow_full_clone_abbrev`);
         #: None when it set none (the user had one).
         self.abbrev: int | None = None
+        #: Which sources catalog.json marks as wanting a credential (see `note_credentials`).
+        self._credentials_saved = [False] * len(sources)
 
     # -- building -----------------------------------------------------------------------
     def load_packs(self, settings: Settings, progress: Progress = QUIET) -> None:
@@ -246,6 +248,13 @@ class Catalog:
         return True
 
     # -- persistence --------------------------------------------------------------------
+    def note_credentials(self) -> None:
+        """Save once a server took a credential that catalog.json did not know it wants (a
+        clone made before lazygit kept the mark, a password added on the server since): the
+        next daemon then asks the helpers before its first request, not after a 401 each."""
+        if [s.remote.used_credentials for s in self.sources] != self._credentials_saved:
+            self.save()
+
     def save(self) -> None:
         if self.cache_dir is None:
             return
@@ -276,6 +285,7 @@ class Catalog:
             "meta_done": sorted(self.meta_done),
             "abbrev": self.abbrev,
         }
+        self._credentials_saved = [s["credentials"] for s in doc["sources"]]
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         # Private: the server URL in it may carry credentials.
         _write_atomic(self.cache_dir / CATALOG_FILE, json.dumps(doc, indent=1).encode(), 0o600)
@@ -294,6 +304,7 @@ class Catalog:
                 remote.expect_credentials()
             sources.append(ObjectSource(remote, s["prefix"], list(s["packs"])))
         cat = cls(sources, cache_dir)
+        cat._credentials_saved = [bool(s.get("credentials")) for s in doc["sources"]]
         cat.meta_done = set(doc.get("meta_done", []))
         cat.abbrev = doc.get("abbrev")
         for p in doc["packs"]:

@@ -712,6 +712,7 @@ class Daemon:
             stats = self.engine.fetch(oids, tally)
             self._bound_packs_safely()
             self.local.refresh()
+            self.catalog.note_credentials()
         if stats.refreshed:
             self.log("the server's packs changed since the clone (a repack): pack list re-read")
         with self.counter_lock:

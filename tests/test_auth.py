@@ -115,6 +115,43 @@ def test_basic_via_credential_helper_asks_once(
     assert PASSWORD not in ps
 
 
+def test_a_daemon_that_met_a_401_notes_it_for_the_next_one(
+    auth_proxy: FaultProxy, small: Published, tmp_path: Path, daemons: list[Path]
+) -> None:
+    """A clone whose catalog.json lacks the mark (made before lazygit kept it, or a password
+    added on the server since): its daemon meets 401s, and saves the mark, so the next
+    daemon asks the credential helper before its first request."""
+    import json
+
+    script, _log = helper(tmp_path)
+    config = {"credential.helper": script}
+    dest = tmp_path / "c"
+    proc = clone(auth_proxy.url(small.name), dest, config, "--no-checkout")
+    assert proc.returncode == 0, proc.stderr
+    daemons.append(dest / ".git")
+    stop_daemon(dest / ".git")
+    catalog = dest / ".git" / "lazygit" / "catalog.json"
+    doc = json.loads(catalog.read_text())
+    assert [s["credentials"] for s in doc["sources"]] == [True]
+    for s in doc["sources"]:
+        s["credentials"] = False
+    catalog.write_text(json.dumps(doc))
+
+    def git(*args: str) -> None:
+        out = subprocess.run(["git", "-C", str(dest), *args], capture_output=True, env=env(config))
+        assert out.returncode == 0, out.stderr
+
+    auth_proxy.log.clear()
+    git("log", "-p", "-3")
+    assert sum(e.status == 401 for e in auth_proxy.log) >= 1
+    assert [s["credentials"] for s in json.loads(catalog.read_text())["sources"]] == [True]
+    stop_daemon(dest / ".git")
+    auth_proxy.log.clear()
+    git("log", "-p", "-3", "HEAD~20")
+    assert len(auth_proxy.log) > 0
+    assert sum(e.status == 401 for e in auth_proxy.log) == 0
+
+
 def test_wrong_password_rejected_once(
     auth_proxy: FaultProxy, small: Published, tmp_path: Path
 ) -> None:
