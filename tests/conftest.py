@@ -113,6 +113,17 @@ def nginx(
         yield server
 
 
+@pytest.fixture(scope="module")
+def module_nginx(
+    nginx_bin: str, server_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Nginx]:
+    """A test module's own static nginx, for modules that count bytes in its access log: a
+    daemon another module left running (a clone starts one) may still read from the shared
+    one, and its bytes would count (seen once: 390 KB over a clone's bound)."""
+    with Nginx(server_root, tmp_path_factory.mktemp("nginx-module")) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def nginx_smart(
     nginx_bin: str, server_root: Path, tmp_path_factory: pytest.TempPathFactory

@@ -9,10 +9,18 @@ from pathlib import Path
 import pytest
 from conftest import Published, stop_daemon
 from faultproxy import FaultProxy, Rule
+from servers import Nginx
 
 from lazygit.packmeta import ServerPack
 from lazygit.prepare import analyze
 from lazygit.sample import TINY, make_server_repo
+
+
+@pytest.fixture(scope="module")
+def nginx(module_nginx: Nginx) -> Nginx:
+    """This module's own nginx: the byte counts below see only this module's requests."""
+    return module_nginx
+
 
 LAZYGIT = "lazygit"
 ENV = {**os.environ, "GIT_NO_LAZY_FETCH": "1", "LC_ALL": "C"}

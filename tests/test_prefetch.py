@@ -43,6 +43,14 @@ from lazygit.prefetch import (
 )
 
 LAZYGIT = REPO / ".venv" / "bin" / "lazygit"
+
+
+@pytest.fixture(scope="module")
+def nginx(module_nginx: Nginx) -> Nginx:
+    """This module's own nginx: the byte counts below see only this module's requests."""
+    return module_nginx
+
+
 HOT = "src/core/hot.py"
 
 
