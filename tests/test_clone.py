@@ -91,7 +91,11 @@ def test_large_no_checkout_clone_reads_only_metadata(large: Published, nginx, tm
     read = sum(e.bytes for e in entries)
     bound = 1.15 * meta + idx + 64 * 1024 * packs
     print(f"read {read} bytes in {len(entries)} requests; bound {bound:.0f}; meta {meta}")
-    assert read <= bound
+    # Every request on failure: a one-off excess of 390 KB (one run of many) was never seen
+    # again, and its log was gone.
+    assert read <= bound, "\n".join(
+        f"{e.method} {e.path} {e.status} {e.bytes} range={(e.range or '')[:80]}" for e in entries
+    )
     # No blob of HEAD was read: the clone has none of them (lazy fetching is off here).
     missing = git(dest, "rev-list", "--objects", "--missing=print", "HEAD")
     assert sum(1 for ln in missing.splitlines() if ln.startswith("?")) > 1000
