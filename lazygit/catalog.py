@@ -11,11 +11,13 @@ import contextlib
 import json
 import mmap
 import os
+import struct
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
+from lazygit import midx
 from lazygit.config import Settings, promisor_remote, remote_config
 from lazygit.discovery import ObjectSource, parse_info_packs
 from lazygit.errors import CorruptDataError, HTTPStatusError
@@ -40,6 +42,37 @@ class _Asked:
     info: Future[FileInfo]
     idx: Future[bytes | None] | None
     head: Future[bytes | None] | None
+
+
+@dataclass
+class MidxLayout:
+    """What a MIDX bitmap tells about the packs it covers (see midx.py)."""
+
+    source: ObjectSource
+    checksum: bytes
+    names: list[str]  # the packs it covers, in pack-int-id order
+    count: int  # its objects
+    first: int  # the MIDX position of the first object in pseudo-pack order
+    bitmap_head: bytes  # the bitmap's header and type bitmaps
+
+    def apply(self, handles: Iterable[PackHandle]) -> list[PackHandle]:
+        """Give the covered packs without a bitmap of their own their types; the packs it
+        gave them to (none when it does not fit these packs: then they are scanned)."""
+        by_name = {h.name: h for h in handles if h.source is self.source}
+        if any(n not in by_name for n in self.names):
+            return []  # a covered pack no longer listed: a stale MIDX
+        covered = [by_name[n] for n in self.names]
+        types = midx.pack_types(
+            [h.pack for h in covered], self.count, self.first, self.checksum, self.bitmap_head
+        )
+        if types is None:
+            return []  # objects in two packs, a bitmap of another MIDX: scanned instead
+        given = []
+        for h in covered:
+            if h.pack.types is None:
+                h.pack.types = types[h.name]
+                given.append(h)
+        return given
 
 
 @dataclass
@@ -78,6 +111,8 @@ class Catalog:
         self.abbrev: int | None = None
         #: Which sources catalog.json marks as wanting a credential (see `note_credentials`).
         self._credentials_saved = [False] * len(sources)
+        #: MIDX bitmaps that gave packs their types, kept for the daemon (catalog.json).
+        self.midx: list[MidxLayout] = []
 
     # -- building -----------------------------------------------------------------------
     def load_packs(self, settings: Settings, progress: Progress = QUIET) -> None:
@@ -118,10 +153,24 @@ class Catalog:
                 else None
                 for a, (info, _cached, _idx, head) in zip(asked, got, strict=True)
             ]
+            # A pack without a bitmap that is not read whole may have its types in the
+            # bitmap of a multi-pack-index: asked for meanwhile, once per object directory.
+            unmapped = [
+                a.source
+                for a, (info, _cached, _idx, head) in zip(asked, got, strict=True)
+                if head is None and info.size > settings.smallPackBytes
+            ]
+            once = {id(s): s for s in unmapped}.values()
+            midx_asked = [pool.submit(read_midx, s) for s in once]
             for a, (info, cached, idx_data, head), mtimes in zip(asked, got, cruft, strict=True):
                 is_cruft = mtimes is not None and mtimes.result()
                 self.packs.append(self._load_pack(a, info, cached, idx_data, head, is_cruft))
                 task.advance()
+            for f in midx_asked:
+                layout = f.result()
+                if layout is not None and layout.apply(self.packs):
+                    self.midx = [m for m in self.midx if m.source is not layout.source]
+                    self.midx.append(layout)
         task.done()
         self.save()
 
@@ -258,6 +307,8 @@ class Catalog:
     def save(self) -> None:
         if self.cache_dir is None:
             return
+        listed = {(id(h.source), h.name) for h in self.packs}
+        self.midx = [m for m in self.midx if all((id(m.source), n) in listed for n in m.names)]
         doc = {
             "sources": [
                 {
@@ -284,7 +335,27 @@ class Catalog:
             ],
             "meta_done": sorted(self.meta_done),
             "abbrev": self.abbrev,
+            "midx": [
+                {
+                    "source": self.sources.index(m.source),
+                    "checksum": m.checksum.hex(),
+                    "names": m.names,
+                    "count": m.count,
+                    "first": m.first,
+                }
+                for m in self.midx
+            ],
         }
+        kept = {f"{midx.MIDX_FILE}-{m.checksum.hex()}.bitmap-head": m for m in self.midx}
+        packs_dir = self.cache_dir / "packs"
+        packs_dir.mkdir(parents=True, exist_ok=True)
+        for name, m in kept.items():
+            if not (packs_dir / name).exists():
+                _write_atomic(packs_dir / name, m.bitmap_head)
+        for old in packs_dir.glob(f"{midx.MIDX_FILE}-*.bitmap-head"):
+            if old.name not in kept:
+                with contextlib.suppress(OSError):
+                    old.unlink()
         self._credentials_saved = [s["credentials"] for s in doc["sources"]]
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         # Private: the server URL in it may carry credentials.
@@ -320,6 +391,22 @@ class Catalog:
                 )
             info = FileInfo(p["path"], p["size"], p["etag"], p["last_modified"])
             cat.packs.append(PackHandle(sources[p["source"]], pack, info, p.get("cruft", False)))
+        for m in doc.get("midx", []):
+            head = _read_optional(
+                cache_dir / "packs" / f"{midx.MIDX_FILE}-{m['checksum']}.bitmap-head"
+            )
+            if head is None:
+                continue  # its packs are scanned, as without it
+            layout = MidxLayout(
+                sources[m["source"]],
+                bytes.fromhex(m["checksum"]),
+                list(m["names"]),
+                m["count"],
+                m["first"],
+                head,
+            )
+            if layout.apply(cat.packs):
+                cat.midx.append(layout)
         return cat
 
     # -- lookups ------------------------------------------------------------------------
@@ -393,6 +480,58 @@ class Catalog:
 
     def remotes(self) -> Iterable[DumbRemote]:
         return {id(s.remote): s.remote for s in self.sources}.values()
+
+
+def read_midx(source: ObjectSource) -> MidxLayout | None:
+    """The server's MIDX bitmap, if it has one lazygit can use: its head, then the pack
+    names, object count, checksum and first reverse-index entry, then the bitmap's head
+    (three round trips, only for servers with a pack that needs them)."""
+    remote = source.remote
+    try:
+        got = remote.get_head(source.path(f"pack/{midx.MIDX_FILE}"), midx.HEAD_GUESS)
+    except HTTPStatusError as exc:
+        if exc.status == 403:  # what some object stores answer for a missing file
+            return None
+        raise
+    if got is None:
+        return None
+    try:
+        return _read_midx(source, *got)
+    except CorruptDataError:
+        return None  # a damaged MIDX or bitmap: its packs are scanned, as without one
+
+
+def _read_midx(source: ObjectSource, data: bytes, info: FileInfo) -> MidxLayout | None:
+    remote = source.remote
+    head = midx.parse_head(data, info.size)
+    if head is None:
+        return None
+    wanted = [Extent(*head.pnam), Extent(head.count_at, head.count_at + 4)]
+    if head.ridx_at is not None and head.packs > 1:
+        wanted.append(Extent(head.ridx_at, head.ridx_at + 4))
+    wanted.append(Extent(head.trailer_at, head.size))
+    parts = {e: data[e.start : e.end] for e in wanted if e.end <= len(data)}
+    missing = sorted(e for e in wanted if e not in parts)
+    if missing:
+        parts.update(remote.read_extents(info, missing))
+    names = midx.parse_pack_names(parts[wanted[0]], head.packs)
+    (count,) = struct.unpack(">I", parts[wanted[1]])
+    checksum = parts[wanted[-1]]
+    name = f"{midx.MIDX_FILE}-{checksum.hex()}"
+    bitmap = Catalog._read_bitmap_head(source, name)
+    if bitmap is None:
+        return None  # a MIDX without a bitmap
+    first = 0
+    if head.packs > 1:
+        if head.ridx_at is not None:
+            (first,) = struct.unpack(">I", parts[wanted[2]])
+        else:  # git before 2.35 wrote the reverse index beside the MIDX
+            a, b = midx.rev_entry_range()
+            rev = remote.get_head(source.path(f"pack/{name}.rev"), b)
+            if rev is None or len(rev[0]) < b:
+                return None
+            (first,) = struct.unpack(">I", rev[0][a:b])
+    return MidxLayout(source, checksum, names, count, first, bitmap)
 
 
 def promisor_url(git_dir: Path) -> str | None:

@@ -659,9 +659,27 @@ def check_server(
                     cruft.append(name)
                 else:
                     without.append((name, info.size))
+        # Packs without a .bitmap may have their types in the multi-pack-index's bitmap.
+        by_midx: list[str] = []
+        if without:
+            from lazygit.catalog import read_midx
+
+            sources = {id(src): src for src, name, _ in infos if any(name == w for w, _ in without)}
+            for src in sources.values():
+                layout = read_midx(src)
+                if layout is not None:
+                    by_midx += [n for n, _ in without if n in layout.names]
+            without = [(n, size) for n, size in without if n not in by_midx]
         probed = len(infos) - len(cruft)
-        data = {"probed": probed, "without_bitmap": [n for n, _ in without], "cruft": cruft}
+        data = {
+            "probed": probed,
+            "without_bitmap": [n for n, _ in without],
+            "cruft": cruft,
+            "midx_bitmap": by_midx,
+        }
         and_cruft = f", and {counted(len(cruft), 'cruft pack')} (not read)" if cruft else ""
+        if by_midx:
+            and_cruft = f" ({len(by_midx)} by the multi-pack-index bitmap){and_cruft}"
         if without:
             big = sum(size for _, size in without)
             checks.append(
@@ -677,7 +695,7 @@ def check_server(
             )
         else:
             every = "the pack has" if probed == 1 else f"all {probed} packs have"
-            checks.append(Check("bitmaps", OK, f"{every} a .bitmap{and_cruft}", data=data))
+            checks.append(Check("bitmaps", OK, f"{every} a bitmap{and_cruft}", data=data))
         if known_packs is not None:
             listed = {n for _, n in packs}
             new = listed - known_packs

@@ -558,6 +558,21 @@ class ServerPack:
         i = find_oid(self._names, self._fanout, oid, self._names_start)
         return None if i is None else self._offsets[i]
 
+    def rank(self, oid: bytes) -> int:
+        """How many of this pack's oids sort before ``oid`` (a MIDX position is the sum of
+        this over its packs)."""
+        first = oid[0]
+        lo = self._fanout[first - 1] if first else 0
+        hi = self._fanout[first]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            at = self._names_start + mid * 20
+            if self._names[at : at + 20] < oid:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
     def position_of_offset(self, offset: int) -> int:
         """Pack position (index in offset order) of the entry at `offset` (KeyError if none)."""
         pos = bisect_right(self._sorted, offset) - 1

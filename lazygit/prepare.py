@@ -13,11 +13,13 @@ planning code (``lazygit.ranges.coalesce`` with the default settings) counts the
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lazygit import midx
 from lazygit.config import Settings
 from lazygit.errors import CorruptDataError, LazyGitError
 from lazygit.gitcmd import run_git
@@ -285,6 +287,15 @@ def analyze(path: Path, settings: Settings | None = None) -> RepoReport:
     order = [n for n in (listed or []) if n in on_disk] + [
         n for n in on_disk if n not in (listed or [])
     ]
+    # As a client does: packs without a bitmap of their own get their types from the
+    # multi-pack-index bitmap once one of them is too large to be read whole.
+    by_midx: dict[str, PackTypes] = {}
+    if any(
+        not (pack_dir / f"{n}.bitmap").is_file()
+        and (pack_dir / f"{n}.pack").stat().st_size > settings.smallPackBytes
+        for n in order
+    ):
+        by_midx = _midx_types(pack_dir)
     types_by_oid: dict[bytes, int] | None = None
     earlier: list[ServerPack] = []
     live: list[ServerPack] = []
@@ -320,6 +331,8 @@ def analyze(path: Path, settings: Settings | None = None) -> RepoReport:
                         f"lazygit prepare {path}",
                     )
                 )
+        if not has_bitmap and name in by_midx:
+            pack.types, has_bitmap = by_midx[name], True
         if pack.types is None:
             if types_by_oid is None:
                 types_by_oid = _object_types(git_dir)
@@ -373,6 +386,52 @@ def analyze(path: Path, settings: Settings | None = None) -> RepoReport:
     report.loose_objects, report.loose_bytes = _loose_counts(git_dir)
     _layout_findings(report, git_dir, path, on_disk, listed, len(on_disk) - len(cruft))
     return report
+
+
+def _midx_types(pack_dir: Path) -> dict[str, PackTypes]:
+    """The types the multi-pack-index's bitmap gives its packs (see midx.py), by pack name;
+    empty without one a client can use."""
+    data = _read_or_none(pack_dir / midx.MIDX_FILE)
+    if data is None:
+        return {}
+    try:
+        head = midx.parse_head(data, len(data))
+        if head is None:
+            return {}
+        names = midx.parse_pack_names(data[head.pnam[0] : head.pnam[1]], head.packs)
+    except CorruptDataError:
+        return {}
+    (count,) = struct.unpack_from(">I", data, head.count_at)
+    checksum = data[head.trailer_at :]
+    name = f"{midx.MIDX_FILE}-{checksum.hex()}"
+    bitmap = _read_or_none(pack_dir / f"{name}.bitmap")
+    first = 0
+    if head.packs > 1:
+        if head.ridx_at is not None:
+            (first,) = struct.unpack_from(">I", data, head.ridx_at)
+        else:
+            rev = _read_or_none(pack_dir / f"{name}.rev")
+            a, b = midx.rev_entry_range()
+            if rev is None or len(rev) < b:
+                return {}
+            (first,) = struct.unpack_from(">I", rev, a)
+    idx = [_read_or_none(pack_dir / f"{n}.idx") for n in names]
+    if bitmap is None or any(i is None for i in idx):
+        return {}
+    packs = [
+        ServerPack.from_idx(n, i, (pack_dir / f"{n}.pack").stat().st_size)
+        for n, i in zip(names, idx, strict=True)
+        if i is not None
+    ]
+    need = bitmap_head_needed(bitmap)
+    return midx.pack_types(packs, count, first, checksum, bitmap[:need] if need else bitmap) or {}
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _no_bitmap_finding(report: RepoReport, rep: PackReport, path: Path) -> None:

@@ -500,7 +500,7 @@ def test_a_cruft_pack_is_read_only_when_the_refs_reach_into_it(
     assert methods.pop(cruft[0].stem) == "cruft" and "cruft" not in methods.values()
     assert analyze(bare).ready
     doctor = lazygit("doctor", nginx.url(bare.name), check=False).stdout
-    assert "OK   bitmaps: the pack has a .bitmap, and 1 cruft pack (not read)" in doctor
+    assert "OK   bitmaps: the pack has a bitmap, and 1 cruft pack (not read)" in doctor
 
     def full_clone(name: str) -> Path:
         git(tmp_path, "clone", "-q", "--no-checkout", "--no-local", str(bare), name)

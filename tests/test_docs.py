@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -147,15 +148,19 @@ def test_server_guide_nginx_block(
     (nginx_block,) = [body for _, body in blocks("server-guide.md", "nginx")]
     prepared = server_root / "test_docs-nginx-prepared.git"
     as_pushed = server_root / "test_docs-nginx-pushed.git"
-    for dest in (prepared, as_pushed):
+    with_midx = server_root / "test_docs-nginx-midx.git"
+    for dest in (prepared, as_pushed, with_midx):
         shutil.rmtree(dest, ignore_errors=True)
         shutil.copytree(small.info.path, dest, symlinks=True)
     lazygit = str(REPO / ".venv" / "bin" / "lazygit")
     subprocess.run([lazygit, "prepare", str(prepared)], check=True, capture_output=True)
+    for args in (["repack", "-q", "-a", "-d", "-b", "--write-midx"], ["update-server-info"]):
+        subprocess.run(["git", "-C", str(with_midx), *args], check=True, capture_output=True)
+    (midx_bitmap,) = (with_midx / "objects" / "pack").glob("multi-pack-index-*.bitmap")
 
     with DocNginx(server_root, tmp_path / "nginx", nginx_block) as server:
         # Lazy clones through it: the prepared layout and the as-pushed one.
-        for repo in (prepared, as_pushed):
+        for repo in (prepared, as_pushed, with_midx):
             dest = tmp_path / f"clone-{repo.name}"
             proc = subprocess.run(
                 [lazygit, "clone", "-q", server.url(repo.name), str(dest)],
@@ -163,6 +168,9 @@ def test_server_guide_nginx_block(
                 text=True,
             )
             assert proc.returncode == 0, proc.stderr
+            if repo is with_midx:  # the block serves the multi-pack-index and its bitmap
+                catalog = json.loads((dest / ".git" / "lazygit" / "catalog.json").read_text())
+                assert len(catalog["midx"]) == 1
             try:
                 subprocess.run(
                     ["git", "-C", str(dest), "log", "-p", "-3"],
@@ -188,14 +196,20 @@ def test_server_guide_nginx_block(
                 f"{prepared.name}/objects/pack/{pack}",
                 f"{prepared.name}/objects/pack/{pack[:-5]}.idx",
                 f"{prepared.name}/objects/pack/{pack[:-5]}.bitmap",
+                f"{with_midx.name}/objects/pack/{midx_bitmap.name}",
                 loose_path,
             ):
                 r = c.head(path)
                 assert r.status_code == 200, path
                 assert "immutable" in r.headers["cache-control"], path
                 assert r.headers.get("etag"), path
-            for path in ("info/refs", "HEAD", "objects/info/packs"):
-                r = c.get(f"{prepared.name}/{path}")
+            for path in (
+                f"{prepared.name}/info/refs",
+                f"{prepared.name}/HEAD",
+                f"{prepared.name}/objects/info/packs",
+                f"{with_midx.name}/objects/pack/multi-pack-index",
+            ):
+                r = c.get(path)
                 assert r.status_code == 200, path
                 assert r.headers["cache-control"] == "no-cache", path
                 assert "content-encoding" not in r.headers, path
