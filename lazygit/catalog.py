@@ -291,7 +291,7 @@ class Catalog:
         try:
             source.remote.stat(source.path(f"pack/{name}.mtimes"))
         except HTTPStatusError as exc:
-            if exc.status in (404, 410):
+            if exc.absent:
                 return False
             raise
         return True
@@ -454,7 +454,7 @@ class Catalog:
             try:
                 info = h.source.remote.stat(h.source.path(f"pack/{h.name}.pack"))
             except HTTPStatusError as exc:
-                if exc.status not in (404, 410):
+                if not exc.absent:
                     raise
                 stale.append(h)  # listed in a stale objects/info/packs, but gone
                 h.source.packs = [n for n in h.source.packs if n != h.name]
@@ -487,12 +487,7 @@ def read_midx(source: ObjectSource) -> MidxLayout | None:
     names, object count, checksum and first reverse-index entry, then the bitmap's head
     (three round trips, only for servers with a pack that needs them)."""
     remote = source.remote
-    try:
-        got = remote.get_head(source.path(f"pack/{midx.MIDX_FILE}"), midx.HEAD_GUESS)
-    except HTTPStatusError as exc:
-        if exc.status == 403:  # what some object stores answer for a missing file
-            return None
-        raise
+    got = remote.get_head(source.path(f"pack/{midx.MIDX_FILE}"), midx.HEAD_GUESS)
     if got is None:
         return None
     try:

@@ -717,11 +717,11 @@ def check_server(
 
 
 def remote_stat(source: Any, rel: str) -> Any:
-    """FileInfo of a server file, None when it is absent (404/410)."""
+    """FileInfo of a server file, None when it is absent (404/410, or an object store's 403)."""
     try:
         return source.remote.stat(source.path(rel))
     except HTTPStatusError as exc:
-        if exc.status in (404, 410):
+        if exc.absent:
             return None
         raise
 

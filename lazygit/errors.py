@@ -30,6 +30,13 @@ class NotAGitServerError(RemoteError):
     """The URL does not publish a bare git repository for dumb HTTP."""
 
 
+#: What a missing file is answered with. 403 too: Amazon S3 and Google Cloud Storage answer
+#: 403 for a key that does not exist when the reader may not list the bucket, as public
+#: buckets are usually set up. Used where a file may be absent (a pack's .bitmap, the
+#: alternates, a loose object), never for info/refs: there a 403 is a refusal.
+ABSENT_STATUSES = (403, 404, 410)
+
+
 class HTTPStatusError(RemoteError):
     """The server answered with an HTTP status we cannot proceed with."""
 
@@ -37,6 +44,11 @@ class HTTPStatusError(RemoteError):
         super().__init__(f"{url}: HTTP {status}", fix)
         self.url = url
         self.status = status
+
+    @property
+    def absent(self) -> bool:
+        """The file is not there (see ABSENT_STATUSES)."""
+        return self.status in ABSENT_STATUSES
 
 
 class RangeUnsupportedError(RemoteError):

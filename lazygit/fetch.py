@@ -742,7 +742,7 @@ class FetchEngine:
         except (HTTPStatusError, PackChangedError) as exc:
             # A pack we knew is gone or replaced: the server was repacked (git gc) since the
             # clone.  Its objects are in the new packs: look again and read from there.
-            if isinstance(exc, HTTPStatusError) and exc.status not in (404, 410):
+            if isinstance(exc, HTTPStatusError) and not exc.absent:
                 raise
             if not self.catalog.refresh(self.settings):
                 raise

@@ -31,6 +31,7 @@ from typing import TypeVar
 from lazygit import credentials
 from lazygit.config import Settings, config_items, parse_bool
 from lazygit.errors import (
+    ABSENT_STATUSES,
     CorruptDataError,
     HTTPStatusError,
     LazyGitError,
@@ -660,7 +661,7 @@ class DumbRemote:
     # -- small files and metadata ----------------------------------------------------------
 
     def get_bytes(self, path: str, *, missing_ok: bool = False) -> bytes | None:
-        """GET a small file. 404/410 -> None if missing_ok else HTTPStatusError.
+        """GET a small file. 404/410/403 -> None if missing_ok else HTTPStatusError.
         Connection problems -> RemoteError('cannot reach <host>: <reason>')."""
         return self.get_with(path, b"".join, missing_ok=missing_ok)
 
@@ -669,14 +670,14 @@ class DumbRemote:
     ) -> _T | None:
         """GET a file and hand its body to ``consume`` as it arrives (a big file is never
         held whole); after a transient failure ``consume`` is called again, from the start.
-        404/410 -> None if missing_ok, as get_bytes."""
+        404/410/403 -> None if missing_ok, as get_bytes."""
         return self._retrying(lambda: self._get_with(path, consume, missing_ok))
 
     def _get_with(
         self, path: str, consume: Callable[[Iterator[bytes]], _T], missing_ok: bool
     ) -> _T | None:
         with self._request("GET", path) as resp:
-            if resp.status_code in (404, 410) and missing_ok:
+            if resp.status_code in ABSENT_STATUSES and missing_ok:
                 return None
             if resp.status_code != 200:
                 raise self._status_error(resp)
@@ -691,7 +692,7 @@ class DumbRemote:
         with self._request("GET", path, {"Range": f"bytes=0-{max(0, length - 1)}"}) as resp:
             status = resp.status_code
             etag, modified = resp.headers.get("etag"), resp.headers.get("last-modified")
-            if status in (404, 410):
+            if status in ABSENT_STATUSES:
                 return None
             crange = resp.headers.get("content-range", "")
             if status == 416 and crange.startswith("bytes */"):

@@ -126,6 +126,9 @@ class FaultProxy:
         self.fired: Counter[str] = Counter()
         #: Authorization header values accepted; None = no authentication required.
         self.require_auth: set[str] | None = None
+        #: Answer this status where the server answers 404 (403: Amazon S3 and GCS for a
+        #: missing key when the reader may not list the bucket).
+        self.missing_status: int | None = None
         self.auth_scheme = "Basic"
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -172,6 +175,7 @@ class FaultProxy:
             self.fired.clear()
             self._etag_suffix.clear()
             self.require_auth = None
+            self.missing_status = None
 
     def start(self) -> FaultProxy:
         self._thread.start()
@@ -271,6 +275,8 @@ class FaultProxy:
                 if suffix is not None:
                     resp.headers = [(k, _changed_validator(k, v, suffix)) for k, v in resp.headers]
                 body = resp.body
+                if self.missing_status is not None and resp.status == 404:
+                    resp.status_line = f"HTTP/1.1 {self.missing_status} Forbidden".encode()
                 if rule is not None and rule.fault == "flip" and resp.status in rule.flip_status:
                     body = _flip(resp, random.Random(rule.fired))
                 if rule is not None and rule.fault == "truncate" and len(body) > 1:

@@ -363,3 +363,28 @@ def test_permanent_failures_are_not_retried(
     assert proc.returncode != 0
     one_line_error(proc.stderr)
     assert [e.path for e in fresh_proxy.log].count("/test_faults-missing.git/info/refs") == 1
+
+
+def test_an_object_store_that_answers_403_for_missing_files(
+    fresh_proxy: FaultProxy,
+    small: Published,
+    full_objects: set[str],
+    tmp_path: Path,
+    daemons: list[Path],
+) -> None:
+    """Amazon S3 and Google Cloud Storage answer 403, not 404, for a key that does not exist
+    when the reader may not list the bucket (public buckets are usually set up so). The
+    files a clone probes for (alternates, the .bitmap of a pushed pack, a .mtimes, the
+    multi-pack-index) are then 403s: they mean absent, and the clone and the daemon go on."""
+    fresh_proxy.missing_status = 403
+    dest = tmp_path / "c"
+    proc = clone(fresh_proxy.url(small.name), dest, "--no-checkout")
+    assert proc.returncode == 0, proc.stderr
+    daemons.append(dest / ".git")
+    refused = {e.path.rsplit("/", 1)[1] for e in fresh_proxy.log if e.status == 403}
+    assert {"alternates", "http-alternates"} <= refused, refused
+    assert any(p.endswith(".bitmap") for p in refused), refused
+    same_history(dest, small.full)
+    git(dest, "reset", "-q", "--hard", "HEAD", lazy=True)
+    assert tree_files(dest) == tree_files(small.full)
+    assert wrong_objects(dest, full_objects) == 0
