@@ -418,11 +418,14 @@ def _midx_types(pack_dir: Path) -> dict[str, PackTypes]:
     idx = [_read_or_none(pack_dir / f"{n}.idx") for n in names]
     if bitmap is None or any(i is None for i in idx):
         return {}
-    packs = [
-        ServerPack.from_idx(n, i, (pack_dir / f"{n}.pack").stat().st_size)
-        for n, i in zip(names, idx, strict=True)
-        if i is not None
-    ]
+    try:
+        packs = [
+            ServerPack.from_idx(n, i, (pack_dir / f"{n}.pack").stat().st_size)
+            for n, i in zip(names, idx, strict=True)
+            if i is not None
+        ]
+    except (OSError, CorruptDataError):
+        return {}  # a pack it names is gone or damaged: a client would not use it either
     need = bitmap_head_needed(bitmap)
     return midx.pack_types(packs, count, first, checksum, bitmap[:need] if need else bitmap) or {}
 

@@ -239,8 +239,8 @@ def sparse_set(
     ``dirs`` are relative to ``cwd``, as ``git sparse-checkout set|add`` reads them."""
     settings = settings or Settings.load(repo.git_dir)
     prefix = _prefix(cwd)
+    new: list[str] = []
     if prefix:
-        new = []
         for d in dirs:
             top = posixpath.normpath(posixpath.join(prefix, d.strip()))
             if d.strip().startswith("/") or top in (".", "..") or top.startswith("../"):
@@ -382,7 +382,8 @@ def prefetch(
     if history or since:
         spec = [p for p in (*paths, *history) if p != "."]
         blobs = history_blobs(repo, revs, spec, since, cone)
-        if not blobs and spec and not since:
+        if not blobs and spec and not since and not history_blobs(repo, revs, spec, None, None):
+            # (not merely outside the sparse cone)
             named = "', '".join(spec)
             raise LazyGitError(f"pathspec '{named}' did not match any file in the history")
     else:

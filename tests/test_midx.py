@@ -110,8 +110,8 @@ def midx_server(small: Published, server_root: Path, tmp_path: Path, name: str) 
 def test_a_clone_takes_the_types_of_packs_from_the_midx_bitmap(
     small: Published, server_root: Path, nginx: Nginx, tmp_path: Path
 ) -> None:
-    """No header scan, no warning: the packs' commits and trees are read by range, as with
-    pack bitmaps, and every type lazygit took from the MIDX bitmap is git's."""
+    """No header scan: the packs' commits and trees are read by range, as with pack bitmaps,
+    and every type lazygit took from the MIDX bitmap is git's."""
     bare = midx_server(small, server_root, tmp_path, "midx-multi.git")
     # `lazygit prepare --check` and `lazygit doctor` say what the clone does.
     assert {p.method for p in analyze(bare).packs} == {"ranges"}

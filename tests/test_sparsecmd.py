@@ -236,6 +236,9 @@ def test_sparse_add_in_a_subdirectory_takes_directories_relative_to_it_as_git_do
     assert set(lazygit(repo, "sparse", "list").stdout.split()) == {dirs[0], other}
     files = git(repo, "ls-files", other, env=NO_LAZY).text.split()
     assert files and all((repo / f).exists() for f in files)
+    # History outside the cone: nothing to fetch, and no "did not match" error.
+    path, _oid = outside_blob(repo, other)
+    assert "0 blobs" in lazygit(repo, "prefetch", "--history", path).stderr
     bad = lazygit(repo / parent, "sparse", "add", "../..", check=False)
     assert bad.returncode == 1 and bad.stderr.startswith(
         "lazygit: error: invalid sparse directory '../..' (give directories relative to the "
