@@ -107,6 +107,14 @@ def midx_server(small: Published, server_root: Path, tmp_path: Path, name: str) 
     return bare
 
 
+def lazy_clone(nginx: Nginx, bare: Path, dest: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["lazygit", "clone", "--no-checkout", nginx.url(bare.name), str(dest)],
+        capture_output=True,
+        text=True,
+    )
+
+
 def test_a_clone_takes_the_types_of_packs_from_the_midx_bitmap(
     small: Published, server_root: Path, nginx: Nginx, tmp_path: Path
 ) -> None:
@@ -121,12 +129,7 @@ def test_a_clone_takes_the_types_of_packs_from_the_midx_bitmap(
     assert "OK   bitmaps: all 3 packs have a bitmap (3 by the multi-pack-index bitmap)" in doctor
     dest = tmp_path / "lazy"
     nginx.clear_log()
-    out = subprocess.run(
-        ["lazygit", "clone", "--no-checkout", nginx.url(bare.name), str(dest)],
-        capture_output=True,
-        text=True,
-        env={**ENV, "GIT_NO_LAZY_FETCH": ""},
-    )
+    out = lazy_clone(nginx, bare, dest)
     try:
         assert out.returncode == 0, out.stderr
         entries = nginx.log_entries()
@@ -220,11 +223,7 @@ def test_a_midx_with_an_object_in_two_packs_is_not_used(
     assert {p.name: p.method for p in analyze(bare).packs}[big.stem] == "header scan"
     dest = tmp_path / "lazy"
     nginx.clear_log()
-    out = subprocess.run(
-        ["lazygit", "clone", "--no-checkout", nginx.url(bare.name), str(dest)],
-        capture_output=True,
-        text=True,
-    )
+    out = lazy_clone(nginx, bare, dest)
     try:
         assert out.returncode == 0, out.stderr
         read = sum(e.bytes for e in nginx.log_entries() if e.path.endswith(big.name))
