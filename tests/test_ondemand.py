@@ -833,10 +833,10 @@ def test_a_whole_pack_is_copied_in_bounded_pieces(
     proc = subprocess.run(
         [str(LAZYGIT), "clone", "--no-checkout", "-q", nginx.url(bare.name), str(lazy)],
         env=base_env(
-            {
-                "GIT_CONFIG_COUNT": "1",
-                "GIT_CONFIG_KEY_0": "lazygit.smallPackBytes",
-                "GIT_CONFIG_VALUE_0": "16m",
+            {  # entry 0 keeps conftest's lazygit.prestartDaemon=false
+                "GIT_CONFIG_COUNT": "2",
+                "GIT_CONFIG_KEY_1": "lazygit.smallPackBytes",
+                "GIT_CONFIG_VALUE_1": "16m",
             }
         ),
         capture_output=True,
