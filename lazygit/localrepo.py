@@ -214,6 +214,7 @@ class LocalRepo:
         try:
             tmp.mkdir(parents=True, exist_ok=True)
             _drop_stale_stages(tmp)
+            _drop_orphan_packs(self.objects_dir / "pack")
             stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=tmp))
         except OSError as exc:
             raise DestinationError(f"cannot write to {tmp}: {exc.strerror or exc}") from None
@@ -329,6 +330,28 @@ def _drop_stale_stages(tmp: Path) -> None:
         try:
             if now - d.stat().st_mtime > STALE_STAGE_SECONDS:
                 shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            continue
+
+
+#: A .pack without its .idx this old was left by a process killed between the two renames
+#: (landing a pack) or the two unlinks (merging packs); git never reads it.
+ORPHAN_PACK_SECONDS = 600
+
+
+def _drop_orphan_packs(pack_dir: Path) -> None:
+    """Remove ``pack-*.pack`` files (and their .promisor/.rev) that have had no .idx for a
+    while: a writer, lazygit's or git's own, renames the .idx within moments of its .pack."""
+    now = time.time()
+    for pack in pack_dir.glob("pack-*.pack"):
+        try:
+            if pack.with_suffix(".idx").exists():
+                continue
+            st = pack.stat()  # ctime: when it was renamed into place (mtime: last written)
+            if now - max(st.st_mtime, st.st_ctime) < ORPHAN_PACK_SECONDS:
+                continue
+            for suffix in (".pack", ".rev", ".promisor"):
+                pack.with_suffix(suffix).unlink(missing_ok=True)
         except OSError:
             continue
 

@@ -153,7 +153,9 @@ def consolidate(
     for pack in victims:
         if pack.stem == name:
             continue
-        for suffix in PACK_SUFFIXES:
+        # The .idx first: git sees a pack by its .idx, so a kill in between leaves a .pack
+        # nobody reads (removed later, localrepo.py), never an .idx whose .pack is gone.
+        for suffix in (".idx", *(s for s in PACK_SUFFIXES if s != ".idx")):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(pack.with_suffix(suffix))
     return name

@@ -87,3 +87,59 @@ def test_a_pack_that_git_gc_removed_meanwhile_is_left_out(tmp_path: Path) -> Non
     assert f"{name}.pack" in left and len(left) < 3, left
     fsck = subprocess.run(["git", "-C", str(repo_dir), "fsck"], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stderr
+
+
+def _promisor_repo(tmp_path: Path, packs: int) -> Path:
+    repo_dir = tmp_path / "r"
+    subprocess.run(["git", "init", "-q", str(repo_dir)], check=True)
+    git = ["git", "-C", str(repo_dir), "-c", "user.name=t", "-c", "user.email=t@t"]
+    pack_dir = repo_dir / ".git" / "objects" / "pack"
+    for i in range(packs):  # small promisor packs, one commit each
+        (repo_dir / f"f{i}").write_text(f"{i}\n" * (i + 1))
+        subprocess.run([*git, "add", "."], check=True)
+        subprocess.run([*git, "commit", "-qm", f"c{i}"], check=True)
+        subprocess.run([*git, "repack", "-dq"], check=True)
+    for pack in pack_dir.glob("pack-*.pack"):
+        pack.with_suffix(".promisor").write_text("")
+    return repo_dir
+
+
+def test_merged_packs_lose_their_idx_first(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """git sees a pack by its .idx: a merge that is killed between two unlinks must leave a
+    .pack nobody reads, never an .idx whose .pack is gone (git then fails to open it). The
+    order is recorded; no kill can be aimed at the microseconds between them."""
+    import os
+
+    from lazygit import maintenance
+
+    repo_dir = _promisor_repo(tmp_path, 4)
+    removed: list[str] = []
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        removed.append(Path(path).suffix)
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(maintenance.os, "unlink", unlink)
+    repo = LocalRepo(repo_dir / ".git", repo_dir)
+    assert consolidate(repo, promisor_packs(repo)) is not None
+    per_pack = len(maintenance.PACK_SUFFIXES)
+    assert removed and len(removed) % per_pack == 0, removed
+    assert removed[::per_pack] == [".idx"] * (len(removed) // per_pack), removed
+
+
+def test_an_orphaned_pack_is_removed_once_it_is_old(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A .pack left without its .idx (a kill between the two renames of a landing pack) is
+    removed by a later batch, once it is older than any writer takes between the renames."""
+    from lazygit import localrepo
+
+    repo_dir = _promisor_repo(tmp_path, 2)
+    pack_dir = repo_dir / ".git" / "objects" / "pack"
+    orphan, kept = sorted(pack_dir.glob("pack-*.pack"))
+    orphan.with_suffix(".idx").unlink()
+    localrepo._drop_orphan_packs(pack_dir)
+    assert orphan.exists()  # fresh: a writer may be between its renames
+    monkeypatch.setattr(localrepo, "ORPHAN_PACK_SECONDS", -1)
+    localrepo._drop_orphan_packs(pack_dir)
+    assert not orphan.exists() and not orphan.with_suffix(".promisor").exists()
+    assert kept.exists() and kept.with_suffix(".idx").exists()
