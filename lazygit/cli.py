@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -80,8 +81,17 @@ def clone(
     opts = CloneOptions(
         url, directory, branch, no_checkout, cone, read_object_hook=read_object_hook
     )
-    with Progress(quiet) as progress:
-        result = do_clone(opts, progress=progress)
+    # A Ctrl-C once the clone is complete (its marker gone) has nothing left to stop: it
+    # must not report "interrupted" over a finished DIR.
+    done = []
+    try:
+        with Progress(quiet) as progress:
+            done.append(do_clone(opts, progress=progress))
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt:
+        if not done:
+            raise
+    result = done[0]
     _say(
         quiet,
         f"Cloned into {result.dest} in {result.seconds:.1f} s: {result.metadata.objects} commits/"

@@ -144,27 +144,18 @@ def clone(
     existed = ensure_empty_destination(dest)
     resume = resume_dir(url, dest)
     _drop_stale_resume_dirs(resume.parent)
+    result: CloneResult | None = None
     try:
         resume.mkdir(parents=True, exist_ok=True)
         with DumbRemote(url, settings) as remote:
             result = _clone(opts, url, dest, settings, remote, progress, resume)
     except BaseException as exc:
-        _remove(dest, existed)
-        resumable = any(resume.glob("ranges/*.data")) or any(resume.glob("catalog/packs/*"))
-        # Only where a rerun can help: not for damaged or missing data on the server.
-        transient = isinstance(exc, (KeyboardInterrupt, DestinationError)) or (
-            isinstance(exc, RemoteError)
-            and not isinstance(exc, (NotAGitServerError, HTTPStatusError, CorruptDataError))
-        )
-        hint = "run the same command again to resume" if resumable and transient else None
-        if isinstance(exc, KeyboardInterrupt):
-            raise Interrupted("interrupted", hint) from None
-        if isinstance(exc, OSError) and not isinstance(exc, LazyGitError):
-            raise _disk_error(exc, dest) from None
-        if isinstance(exc, LazyGitError) and hint:
-            exc.fix = f"{exc.fix}, then {hint}" if exc.fix else hint
-        raise
-    shutil.rmtree(resume, ignore_errors=True)
+        if result is None or not isinstance(exc, KeyboardInterrupt):
+            raise _failed(exc, dest, existed, resume) from None
+        # Interrupted while the connections closed: the clone is complete, nothing to stop.
+    assert result is not None
+    with contextlib.suppress(KeyboardInterrupt):  # the clone is complete: nothing to stop
+        shutil.rmtree(resume, ignore_errors=True)  # (a stale resume dir is dropped later)
     result.seconds = time.monotonic() - t0
     return result
 
@@ -317,6 +308,26 @@ def _checkout(
     repo.git(["read-tree", "--reset", "-u", "HEAD"])
     task.done()
     result.files = len(blobs)
+
+
+def _failed(exc: BaseException, dest: Path, existed: bool, resume: Path) -> BaseException:
+    """What a clone that failed with ``exc`` raises, once DIR is removed (or emptied): one
+    line, with "run the same command again to resume" where a rerun can help."""
+    _remove(dest, existed)
+    resumable = any(resume.glob("ranges/*.data")) or any(resume.glob("catalog/packs/*"))
+    # Only where a rerun can help: not for damaged or missing data on the server.
+    transient = isinstance(exc, (KeyboardInterrupt, DestinationError)) or (
+        isinstance(exc, RemoteError)
+        and not isinstance(exc, (NotAGitServerError, HTTPStatusError, CorruptDataError))
+    )
+    hint = "run the same command again to resume" if resumable and transient else None
+    if isinstance(exc, KeyboardInterrupt):
+        return Interrupted("interrupted", hint)
+    if isinstance(exc, OSError) and not isinstance(exc, LazyGitError):
+        return _disk_error(exc, dest)
+    if isinstance(exc, LazyGitError) and hint:
+        exc.fix = f"{exc.fix}, then {hint}" if exc.fix else hint
+    return exc
 
 
 def _left_by_killed_clone(dest: Path) -> bool:

@@ -288,3 +288,41 @@ def test_sigkill_daemon_mid_batch(small: Published, slow_nginx, tmp_path, daemon
     stop_daemon(dest / ".git")
     print(f"daemon SIGKILL trials: {outcomes}")
     assert outcomes["git failed cleanly"] >= 1
+
+
+def test_sigint_after_the_clone_is_complete_is_not_an_interruption(
+    large: Published, nginx, tmp_path
+):
+    """A SIGINT that lands once the clone removed its marker (while its connections close,
+    its resume data goes, or its summary prints) has nothing left to stop: exit 0 with DIR
+    complete, never "interrupted" (exit 130) over a finished DIR, which a rerun then refuses
+    (a CI run: trial 7 of the test above). The signal is sent as the marker goes."""
+    url = nginx.url(large.name)
+    env = config_env({"lazygit.prestartDaemon": "false"})
+    hits = 0
+    for trial in range(6):
+        dest = tmp_path / f"late{trial}"
+        marker = dest / ".git" / "lazygit" / MARKER
+        proc = subprocess.Popen(
+            ["lazygit", "clone", "-q", "--no-checkout", url, str(dest)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        seen = False
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if marker.exists():
+                seen = True
+            elif seen and finished(dest):
+                time.sleep(0.0005 * trial)
+                proc.send_signal(signal.SIGINT)
+                hits += 1
+                break
+            time.sleep(0.0002)
+        _, err = proc.communicate(timeout=60)
+        assert finished(dest), err
+        assert proc.returncode in (0, -signal.SIGINT), (proc.returncode, err)
+        assert "interrupted" not in err
+        git(dest, "fsck")
+    assert hits >= 3
