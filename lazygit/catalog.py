@@ -11,7 +11,6 @@ import contextlib
 import json
 import mmap
 import os
-import struct
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -501,32 +500,25 @@ def _read_midx(source: ObjectSource, data: bytes, info: FileInfo) -> MidxLayout 
     head = midx.parse_head(data, info.size)
     if head is None:
         return None
-    wanted = [Extent(*head.pnam), Extent(head.count_at, head.count_at + 4)]
-    if head.ridx_at is not None and head.packs > 1:
-        wanted.append(Extent(head.ridx_at, head.ridx_at + 4))
-    wanted.append(Extent(head.trailer_at, head.size))
-    parts = {e: data[e.start : e.end] for e in wanted if e.end <= len(data)}
-    missing = sorted(e for e in wanted if e not in parts)
-    if missing:
-        parts.update(remote.read_extents(info, missing))
-    names = midx.parse_pack_names(parts[wanted[0]], head.packs)
-    (count,) = struct.unpack(">I", parts[wanted[1]])
-    checksum = parts[wanted[-1]]
-    name = f"{midx.MIDX_FILE}-{checksum.hex()}"
-    bitmap = Catalog._read_bitmap_head(source, name)
+
+    def read(spans: list[midx.Span]) -> dict[midx.Span, bytes]:
+        got = {s: data[s[0] : s[1]] for s in spans if s[1] <= len(data)}
+        rest = [Extent(a, b) for a, b in spans if (a, b) not in got]
+        if rest:
+            got.update(((e.start, e.end), part) for e, part in remote.read_extents(info, rest))
+        return got
+
+    facts = midx.read_facts(head, read)
+    bitmap = Catalog._read_bitmap_head(source, facts.file_stem)
     if bitmap is None:
         return None  # a MIDX without a bitmap
-    first = 0
-    if head.packs > 1:
-        if head.ridx_at is not None:
-            (first,) = struct.unpack(">I", parts[wanted[2]])
-        else:  # git before 2.35 wrote the reverse index beside the MIDX
-            a, b = midx.rev_entry_range()
-            rev = remote.get_head(source.path(f"pack/{name}.rev"), b)
-            if rev is None or len(rev[0]) < b:
-                return None
-            (first,) = struct.unpack(">I", rev[0][a:b])
-    return MidxLayout(source, checksum, names, count, first, bitmap)
+    first = facts.first
+    if first is None:  # git before 2.35 wrote the reverse index beside the MIDX
+        rev = remote.get_head(source.path(f"pack/{facts.file_stem}.rev"), midx.REV_HEAD_LEN)
+        first = midx.first_from_rev(None if rev is None else rev[0])
+        if first is None:
+            return None
+    return MidxLayout(source, facts.checksum, facts.names, facts.count, first, bitmap)
 
 
 def promisor_url(git_dir: Path) -> str | None:

@@ -25,6 +25,7 @@ Standard library only (the daemon loads the layout at start).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Protocol
@@ -113,9 +114,50 @@ def parse_pack_names(pnam: bytes, n_packs: int) -> list[str]:
     return [n.removesuffix(".idx").removesuffix(".pack") for n in names]
 
 
-def rev_entry_range() -> tuple[int, int]:
-    """Where the first entry of a ``multi-pack-index-<checksum>.rev`` file is."""
-    return _REV_HEADER_LEN, _REV_HEADER_LEN + 4
+#: The bytes of a ``multi-pack-index-<checksum>.rev`` file up to its first entry.
+REV_HEAD_LEN = _REV_HEADER_LEN + 4
+
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class MidxFacts:
+    """What lazygit reads of a MIDX beyond its head."""
+
+    names: list[str]  # the packs it covers, in pack-int-id order
+    count: int  # its objects
+    checksum: bytes  # names its bitmap and .rev
+    first: int | None  # the first reverse-index entry; None: in the .rev file (git < 2.35)
+
+    @property
+    def file_stem(self) -> str:
+        """``multi-pack-index-<checksum>``: its .bitmap and .rev are named so."""
+        return f"{MIDX_FILE}-{self.checksum.hex()}"
+
+
+def read_facts(head: MidxHead, read: Callable[[list[Span]], dict[Span, bytes]]) -> MidxFacts:
+    """The pack names, object count, checksum and first reverse-index entry, asked of
+    ``read`` at once ([start, end) spans of the file -> their bytes): one round trip."""
+    names_at, count_at = head.pnam, (head.count_at, head.count_at + 4)
+    ridx_at = None if head.ridx_at is None else (head.ridx_at, head.ridx_at + 4)
+    trailer_at = (head.trailer_at, head.size)
+    wanted = [names_at, count_at, trailer_at]
+    if ridx_at is not None and head.packs > 1:
+        wanted.append(ridx_at)
+    got = read(sorted(wanted))
+    (count,) = struct.unpack(">I", got[count_at])
+    first: int | None = 0
+    if head.packs > 1:
+        first = None if ridx_at is None else struct.unpack(">I", got[ridx_at])[0]
+    names = parse_pack_names(got[names_at], head.packs)
+    return MidxFacts(names, count, got[trailer_at], first)
+
+
+def first_from_rev(rev_head: bytes | None) -> int | None:
+    """The first entry of a ``.rev`` file from its first REV_HEAD_LEN bytes (None: short)."""
+    if rev_head is None or len(rev_head) < REV_HEAD_LEN:
+        return None
+    return struct.unpack_from(">I", rev_head, _REV_HEADER_LEN)[0]
 
 
 def pseudo_pack_order(

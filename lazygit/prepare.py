@@ -13,7 +13,6 @@ planning code (``lazygit.ranges.coalesce`` with the default settings) counts the
 from __future__ import annotations
 
 import re
-import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -398,36 +397,29 @@ def _midx_types(pack_dir: Path) -> dict[str, PackTypes]:
         head = midx.parse_head(data, len(data))
         if head is None:
             return {}
-        names = midx.parse_pack_names(data[head.pnam[0] : head.pnam[1]], head.packs)
+        facts = midx.read_facts(head, lambda spans: {s: data[s[0] : s[1]] for s in spans})
     except CorruptDataError:
         return {}
-    (count,) = struct.unpack_from(">I", data, head.count_at)
-    checksum = data[head.trailer_at :]
-    name = f"{midx.MIDX_FILE}-{checksum.hex()}"
-    bitmap = _read_or_none(pack_dir / f"{name}.bitmap")
-    first = 0
-    if head.packs > 1:
-        if head.ridx_at is not None:
-            (first,) = struct.unpack_from(">I", data, head.ridx_at)
-        else:
-            rev = _read_or_none(pack_dir / f"{name}.rev")
-            a, b = midx.rev_entry_range()
-            if rev is None or len(rev) < b:
-                return {}
-            (first,) = struct.unpack_from(">I", rev, a)
-    idx = [_read_or_none(pack_dir / f"{n}.idx") for n in names]
+    bitmap = _read_or_none(pack_dir / f"{facts.file_stem}.bitmap")
+    first = facts.first
+    if first is None:  # git before 2.35 wrote the reverse index beside the MIDX
+        first = midx.first_from_rev(_read_or_none(pack_dir / f"{facts.file_stem}.rev"))
+        if first is None:
+            return {}
+    idx = [_read_or_none(pack_dir / f"{n}.idx") for n in facts.names]
     if bitmap is None or any(i is None for i in idx):
         return {}
     try:
         packs = [
             ServerPack.from_idx(n, i, (pack_dir / f"{n}.pack").stat().st_size)
-            for n, i in zip(names, idx, strict=True)
+            for n, i in zip(facts.names, idx, strict=True)
             if i is not None
         ]
     except (OSError, CorruptDataError):
         return {}  # a pack it names is gone or damaged: a client would not use it either
     need = bitmap_head_needed(bitmap)
-    return midx.pack_types(packs, count, first, checksum, bitmap[:need] if need else bitmap) or {}
+    head_bytes = bitmap[:need] if need else bitmap
+    return midx.pack_types(packs, facts.count, first, facts.checksum, head_bytes) or {}
 
 
 def _read_or_none(path: Path) -> bytes | None:
