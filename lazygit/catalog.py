@@ -146,21 +146,18 @@ class Catalog:
                     probe(a, got[-1][0])
             for a, (info, *_rest) in zip(asked, got, strict=True):
                 probe(a, info)  # a source without any bitmap
-            cruft = [
-                pool.submit(self._is_cruft, a.source, a.name)
-                if head is None and info.size > settings.smallPackBytes
-                else None
-                for a, (info, _cached, _idx, head) in zip(asked, got, strict=True)
-            ]
-            # A pack without a bitmap that is not read whole may have its types in the
-            # bitmap of a multi-pack-index: asked for meanwhile, once per object directory.
+            # Packs without a bitmap that are not read whole: is each a cruft pack, and has
+            # the object directory a multi-pack-index bitmap that gives their types?
             unmapped = [
-                a.source
-                for a, (info, _cached, _idx, head) in zip(asked, got, strict=True)
-                if head is None and info.size > settings.smallPackBytes
+                head is None and info.size > settings.smallPackBytes
+                for info, _cached, _idx, head in got
             ]
-            once = {id(s): s for s in unmapped}.values()
-            midx_asked = [pool.submit(read_midx, s) for s in once]
+            cruft = [
+                pool.submit(self._is_cruft, a.source, a.name) if big else None
+                for a, big in zip(asked, unmapped, strict=True)
+            ]
+            dirs = {id(a.source): a.source for a, big in zip(asked, unmapped, strict=True) if big}
+            midx_asked = [pool.submit(read_midx, s) for s in dirs.values()]
             for a, (info, cached, idx_data, head), mtimes in zip(asked, got, cruft, strict=True):
                 is_cruft = mtimes is not None and mtimes.result()
                 self.packs.append(self._load_pack(a, info, cached, idx_data, head, is_cruft))
