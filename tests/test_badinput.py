@@ -200,6 +200,39 @@ def test_version() -> None:
         assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"lazygit {__version__}\n", "")
 
 
+def test_help_describes_every_argument() -> None:
+    """Each command's --help gives its positional arguments' help, not just their names
+    (click 8.5 dropped what typer 0.24 set, leaving bare "url TEXT [required]" rows)."""
+    import typer.main
+
+    from lazygit.cli import app
+
+    def walk(group: object, path: list[str]) -> Iterator[tuple[list[str], object]]:
+        for name, cmd in getattr(group, "commands", {}).items():
+            yield [*path, name], cmd
+            yield from walk(cmd, [*path, name])
+
+    commands = [
+        (path, cmd)
+        for path, cmd in walk(typer.main.get_command(app), [])
+        if any(p.param_type_name == "argument" for p in cmd.params)  # type: ignore[attr-defined]
+    ]
+    assert len(commands) >= 8
+    for path, cmd in commands:
+        proc = subprocess.run(
+            ["lazygit", *path, "--help"],
+            capture_output=True,
+            text=True,
+            env={**env(), "COLUMNS": "200"},
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        for param in cmd.params:  # type: ignore[attr-defined]
+            if param.param_type_name == "argument":
+                assert param.help, (path, param.name)
+                assert param.help.split("(")[0].strip() in proc.stdout, (path, proc.stdout)
+
+
 @pytest.mark.parametrize(
     ("args", "hint"),
     [(["daemn"], "'demo'"), (["sparse", "sett"], "'set'")],
