@@ -367,6 +367,35 @@ def _resolve_types(
     return types
 
 
+def _keep_metadata(
+    h: PackHandle,
+    settings: Settings,
+    spool: IO[bytes],
+    kept: _Spooled,
+    reader: Reader,
+    task: Task,
+    total: int,
+) -> int:
+    """Read into ``spool`` the commit, tree and tag entries of ``h`` not kept there yet (a
+    header scan keeps only small ones); returns the bytes read.
+
+    Done while the loose objects are walked, so that writing the clone's second pack, which
+    waits for the walk, needs no further round trip.
+    """
+    wants = [e for _p, e in h.pack.metadata_entries() if (h.name, e.start) not in kept]
+    merged = _coalesce(wants, settings)
+    size = sum(e.length for e in merged)
+    task.update(total=total + size)
+    i = 0
+    for ext, data in reader(h, merged, task.advance):
+        while i < len(wants) and wants[i].start < ext.end:
+            raw = _slice(ext, data, wants[i])
+            kept[(h.name, wants[i].start)] = (spool.tell(), len(raw))
+            spool.write(raw)
+            i += 1
+    return size
+
+
 @dataclass
 class _MetaPlan:
     """What a clone copies from one server pack: whole position ``runs`` (a pack with a
@@ -463,8 +492,35 @@ def fetch_metadata(
     Those go into a second pack that names no base in the first, so the two are indexed at
     once.
     """
-    meter = _Meter(catalog)
     roots = list(roots)
+    # The walk of the loose objects (a round trip per level) starts first and runs alongside
+    # every read below until its result is needed.
+    with Workers(1, "lazygit-walk") as walker:
+        walked = walker.submit(_walk_metadata, roots, catalog, settings)
+        stats = _copy_metadata(catalog, repo, settings, walked, progress, reader)
+    blobs = packed_blobs(roots, catalog)
+    if blobs:
+        more = FetchEngine(catalog, repo, settings, reader=reader).fetch(blobs, progress)
+        if more.absent:
+            raise RemoteError(
+                f"blob {more.absent[0].hex()}, named by a ref, is not on the server",
+                "the server's repository is incomplete: run `git fsck` there",
+            )
+        stats.add(more)
+    return stats
+
+
+def _copy_metadata(
+    catalog: Catalog,
+    repo: LocalRepo,
+    settings: Settings,
+    walked: Future[tuple[list[LooseObject], set[str]]],
+    progress: Progress,
+    reader: Reader,
+) -> FetchStats:
+    """fetch_metadata's copy of the packs' commits, trees and tags and of the loose ones
+    ``walked`` finds."""
+    meter = _Meter(catalog)
     packs: list[str] = []
     whole = [
         h for h in catalog.packs if h.pack.types is None and h.info.size <= settings.smallPackBytes
@@ -507,14 +563,16 @@ def fetch_metadata(
                     )
                 h.pack.types = scan_types(h, catalog, settings, spool, kept, progress, reader)
 
-            # The walk (a round trip per level of loose objects) and the header scans read
-            # at the same time; a cruft pack is scanned after, if the walk met it.
-            with Workers(1, "lazygit-walk") as walker:
-                walked = walker.submit(_walk_metadata, roots, catalog, settings)
-                for h in rest:
-                    if h.pack.types is None and not h.cruft:
-                        scan(h)
-                loose, reached = walked.result()
+            # While the loose objects are walked: the header scans, and the reads of the
+            # commits and trees the scans did not keep whole.  A cruft pack is scanned after,
+            # if the walk met it.
+            for h in rest:
+                if h.pack.types is None and not h.cruft:
+                    scan(h)
+            for h in rest:
+                if not h.cruft:
+                    total += _keep_metadata(h, settings, spool, kept, reader, task, total)
+            loose, reached = walked.result()
             rest = [h for h in rest if not h.cruft or h.name in reached]
             for h in rest:
                 if h.pack.types is None:
@@ -552,17 +610,7 @@ def fetch_metadata(
             raise
     task.done()
     catalog.meta_done.update(h.name for h in [*whole, *rest] + ([first] if first else []))
-    stats = meter.stats(count + sum(len(h.pack) for h in whole), 1, packs)
-    blobs = packed_blobs(roots, catalog)
-    if blobs:
-        more = FetchEngine(catalog, repo, settings, reader=reader).fetch(blobs, progress)
-        if more.absent:
-            raise RemoteError(
-                f"blob {more.absent[0].hex()}, named by a ref, is not on the server",
-                "the server's repository is incomplete: run `git fsck` there",
-            )
-        stats.add(more)
-    return stats
+    return meter.stats(count + sum(len(h.pack) for h in whole), 1, packs)
 
 
 def packed_blobs(oids: Iterable[bytes], catalog: Catalog) -> list[bytes]:

@@ -661,3 +661,38 @@ def test_a_clone_asks_at_once_and_keeps_its_connections(small: Published, nginx,
     assert len(packs) == 3 * len(list((small.info.path / "objects" / "pack").glob("*.pack")))
     asked_at_once(packs)
     assert len({e.connection for e in log}) <= 4 + 2  # the pool: lazygit.connections + 2
+
+
+def test_pack_reads_do_not_wait_for_the_walk_of_loose_objects(
+    small: Published, nginx, tmp_path: Path
+):
+    """The loose objects are walked a round trip per level: a chain of pushes costs one per
+    commit.  Every byte the clone reads from the packs (the scanned pack's big entries too,
+    which its header scan does not keep) is asked for while that walk goes on, not after."""
+    with FaultProxy(nginx.port) as proxy:
+        proxy.add(Rule("delay", path=r"/objects/[0-9a-f]{2}/[0-9a-f]{38}$", stall=0.25))
+        env = {  # entry 0 keeps conftest's lazygit.prestartDaemon=false
+            **os.environ,
+            "GIT_CONFIG_COUNT": "2",
+            "GIT_CONFIG_KEY_1": "lazygit.smallPackBytes",
+            "GIT_CONFIG_VALUE_1": "0",  # the pushed pack is scanned, not read whole
+        }
+        dest = tmp_path / "c"
+        subprocess.run(
+            [LAZYGIT, "clone", "-q", "--no-checkout", proxy.url(small.name), str(dest)],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        log = list(proxy.log)
+    git(dest, "fsck")
+    assert_same_history(dest, small.full)
+    loose = [e for e in log if e.fault == "delay"]
+    reads = [e for e in log if e.method == "GET" and e.path.endswith(".pack") and e.range]
+    assert len(loose) >= small.info.loose_objects // 2
+    assert max(e.started for e in loose) - min(e.started for e in loose) >= 0.5  # levels
+    pushed = [e for e in reads if "0-0,2-2" not in (e.range or "")]
+    assert len({e.path for e in pushed}) == 2  # both packs are read by range
+    assert max(e.started for e in pushed) < max(e.started for e in loose), [
+        (round(e.started - log[0].started, 2), e.path[-12:], e.range) for e in [*loose, *pushed]
+    ]
