@@ -30,7 +30,13 @@ from lazygit.catalog import Catalog, PackHandle
 from lazygit.config import Settings
 from lazygit.errors import CorruptDataError, HTTPStatusError, PackChangedError, RemoteError
 from lazygit.localrepo import LocalObjects, LocalRepo
-from lazygit.loose import LooseObject, SpooledObject, fetch_loose_spooled, walk_loose_metadata
+from lazygit.loose import (
+    LooseObject,
+    LooseWalk,
+    SpooledObject,
+    fetch_loose_spooled,
+    walk_loose_metadata,
+)
 from lazygit.packmeta import PackTypes, Run
 from lazygit.packwriter import (
     OBJ_BLOB,
@@ -242,6 +248,9 @@ def _copy_positions(writer: PackWriter, h: PackHandle, fd: int, a: int, b: int) 
 
 #: A pack without a bitmap larger than this gets a warning naming the server-side fix.
 WARN_NO_BITMAP_BYTES = 16 * 1024 * 1024
+#: A walk of the server's loose objects this many requests deep gets a warning naming the
+#: server-side fix (the benchmark repository's five loose commits take 9).
+WARN_LOOSE_ROUND_TRIPS = 16
 #: A header scan reads this much of each entry: type, size and delta base always fit.
 HEADER_BYTES = 32
 #: Entries up to this size are read whole by a header scan (most trees and commits are).
@@ -514,7 +523,7 @@ def _copy_metadata(
     catalog: Catalog,
     repo: LocalRepo,
     settings: Settings,
-    walked: Future[tuple[list[LooseObject], set[str]]],
+    walked: Future[tuple[LooseWalk, set[str]]],
     progress: Progress,
     reader: Reader,
 ) -> FetchStats:
@@ -572,7 +581,15 @@ def _copy_metadata(
             for h in rest:
                 if not h.cruft:
                     total += _keep_metadata(h, settings, spool, kept, reader, task, total)
-            loose, reached = walked.result()
+            walk, reached = walked.result()
+            loose = walk.objects
+            if walk.round_trips >= WARN_LOOSE_ROUND_TRIPS:
+                progress.log(
+                    f"warning: the server holds {len(loose)} loose objects (recent pushes); "
+                    f"finding them took {walk.round_trips} round trips one after another "
+                    "(fix on the server: `git repack -a -d -b && git update-server-info`, "
+                    "or `lazygit prepare`)"
+                )
             rest = [h for h in rest if not h.cruft or h.name in reached]
             for h in rest:
                 if h.pack.types is None:
@@ -634,7 +651,7 @@ def _walk_metadata(
     catalog: Catalog,
     settings: Settings,
     is_local: Callable[[bytes], bool] = lambda oid: False,
-) -> tuple[list[LooseObject], set[str]]:
+) -> tuple[LooseWalk, set[str]]:
     """The loose commits, trees and tags behind ``roots``, and the cruft packs the walk met.
 
     The walk stops at local objects and at objects in a server pack.  An object that only a
@@ -655,8 +672,8 @@ def _walk_metadata(
             return True
         return False
 
-    loose = walk_loose_metadata(roots, stop, catalog.sources, workers=settings.connections)
-    return loose, reached
+    walk = walk_loose_metadata(roots, stop, catalog.sources, workers=settings.looseRequests)
+    return walk, reached
 
 
 class _Cancelled(Exception):
@@ -874,7 +891,7 @@ class FetchEngine:
                 self.catalog.sources,
                 loose_oids,
                 self._tmp_dir(),
-                workers=self.settings.connections,
+                workers=self.settings.looseRequests,
                 absent=absent,
             )
             try:
@@ -915,9 +932,8 @@ class FetchEngine:
                 large.append(h)
         whole = read_whole_packs(small, self.repo, progress, self.settings.connections)
         self.local.refresh()
-        loose, reached = _walk_metadata(
-            tips, self.catalog, self.settings, lambda o: o in self.local
-        )
+        walk, reached = _walk_metadata(tips, self.catalog, self.settings, lambda o: o in self.local)
+        loose = walk.objects
         large = [h for h in large if not h.cruft or h.name in reached]
         wanted: list[bytes] = []
         for h in large:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -137,7 +139,8 @@ def spool_loose(oid: bytes, chunks: Iterable[bytes], tmp_dir: Path) -> SpooledOb
 
 
 def links(obj: LooseObject) -> list[tuple[bytes, bool]]:
-    """Objects a commit, tree or tag names: (oid, is_metadata) — blobs are not metadata."""
+    """Objects a commit, tree or tag names: (oid, is_metadata) — blobs are not metadata.
+    A commit's tree comes first, then its parents."""
     from dulwich.objects import Commit, Tag, Tree
 
     out: list[tuple[bytes, bool]] = []
@@ -195,16 +198,7 @@ def _fetch_each(
     absent: list[bytes] | None,
     reader: Callable[[bytes], Callable[[Iterator[bytes]], _T]],
 ) -> list[_T]:
-    def one(oid: bytes) -> _T | None:
-        for source in sources:
-            got = source.remote.get_with(source.loose_path(oid), reader(oid), missing_ok=True)
-            if got is not None:
-                return got
-        if absent is None:
-            raise RemoteError(f"object {oid.hex()} is not on the server (neither packed nor loose)")
-        absent.append(oid)
-        return None
-
+    one = partial(_fetch_one, sources, reader=reader, absent=absent)
     todo = list(dict.fromkeys(oids))
     if len(todo) <= 1:
         found = [one(o) for o in todo]
@@ -214,30 +208,81 @@ def _fetch_each(
     return [o for o in found if o is not None]
 
 
+@dataclass
+class LooseWalk:
+    """What `walk_loose_metadata` found, and the longest chain of objects it had to follow:
+    requests in a row, each waiting for the one before (a round trip each)."""
+
+    objects: list[LooseObject]
+    round_trips: int
+
+
 def walk_loose_metadata(
     roots: Iterable[bytes],
     is_packed: Callable[[bytes], bool],
     sources: Sequence[ObjectSource],
     *,
     workers: int,
-) -> list[LooseObject]:
+) -> LooseWalk:
     """Commits, trees and tags reachable from ``roots`` that sit loose on the server.
 
     The walk stops at packed objects: a pushed pack is complete together with what the server
     held before it, so everything behind a packed object is packed too.  A root that is a
     blob (a ref may name one) is kept too.
+
+    Up to ``workers`` objects are asked for at once, each as soon as an object naming it has
+    arrived (no level waits for the slowest of the one before), commits and tags before
+    trees: a chain of loose commits costs a round trip per commit whatever else there is, so
+    it goes first, and the trees fill the other requests.
     """
     found: dict[bytes, LooseObject] = {}
     named = dict.fromkeys(roots)
-    frontier = [o for o in named if not is_packed(o)]
-    while frontier:
-        level: list[LooseObject] = fetch_loose(sources, frontier, workers=workers)
-        nxt: list[bytes] = []
-        for obj in level:
-            found[obj.oid] = obj
-        for obj in level:
-            for oid, is_meta in links(obj):
-                if is_meta and oid not in found and not is_packed(oid):
-                    nxt.append(oid)
-        frontier = list(dict.fromkeys(nxt))
-    return [o for o in found.values() if o.type_num != OBJ_BLOB or o.oid in named]
+    depth: dict[bytes, int] = {}  # requests in a row up to this object's
+    first: deque[bytes] = deque()  # commits and tags (and the roots)
+    then: deque[bytes] = deque()  # trees
+
+    def want(oid: bytes, queue: deque[bytes], level: int) -> None:
+        if oid not in depth and not is_packed(oid):
+            depth[oid] = level
+            queue.append(oid)
+
+    for oid in named:
+        want(oid, first, 1)
+    if not first:
+        return LooseWalk([], 0)
+    get = partial(_fetch_one, sources, reader=lambda oid: partial(decode_loose, oid))
+    with Workers(workers, "lazygit-loose") as pool:
+        running: set[Future[LooseObject | None]] = set()
+        while first or then or running:
+            while (first or then) and len(running) < workers:
+                oid = first.popleft() if first else then.popleft()
+                running.add(pool.submit(get, oid))
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                obj = fut.result()
+                assert obj is not None  # no ``absent`` list: a missing object raised
+                found[obj.oid] = obj
+                for i, (oid, is_meta) in enumerate(links(obj)):
+                    if is_meta:
+                        tree = obj.type_num == OBJ_TREE or (obj.type_num == OBJ_COMMIT and i == 0)
+                        want(oid, then if tree else first, depth[obj.oid] + 1)
+    objects = [o for o in found.values() if o.type_num != OBJ_BLOB or o.oid in named]
+    return LooseWalk(objects, max(depth.values()))
+
+
+def _fetch_one(
+    sources: Sequence[ObjectSource],
+    oid: bytes,
+    reader: Callable[[bytes], Callable[[Iterator[bytes]], _T]],
+    absent: list[bytes] | None = None,
+) -> _T | None:
+    """One loose object from the first source that has it; a missing one raises RemoteError,
+    or is added to ``absent`` when the caller passes that list."""
+    for source in sources:
+        got = source.remote.get_with(source.loose_path(oid), reader(oid), missing_ok=True)
+        if got is not None:
+            return got
+    if absent is None:
+        raise RemoteError(f"object {oid.hex()} is not on the server (neither packed nor loose)")
+    absent.append(oid)
+    return None

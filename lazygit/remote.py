@@ -334,6 +334,9 @@ class DumbRemote:
         self._mode: RangeMode | None = None
         self._mode_lock = threading.Lock()
         self._workers = max(1, int(settings.connections))
+        # The range reads, or the loose objects asked for at once, and two more (a probe,
+        # a small file) beside them.
+        self._max_connections = max(self._workers, int(settings.looseRequests)) + 2
         self._pool: Workers | None = None
         timeout = httpx.Timeout(
             connect=settings.connectTimeout,
@@ -371,7 +374,8 @@ class DumbRemote:
             follow_redirects=True,
             max_redirects=MAX_REDIRECTS,
             limits=httpx.Limits(
-                max_connections=self._workers + 2, max_keepalive_connections=self._workers + 2
+                max_connections=self._max_connections,
+                max_keepalive_connections=self._max_connections,
             ),
             # Compressed bodies would break byte ranges and the byte accounting.
             headers=headers,
