@@ -502,8 +502,8 @@ def fetch_metadata(
     once.
     """
     roots = list(roots)
-    # The walk of the loose objects (a round trip per level) starts first and runs alongside
-    # every read below until its result is needed.
+    # The walk of the loose objects (a round trip per commit in a chain of them) starts first
+    # and runs alongside every read below until its result is needed.
     with Workers(1, "lazygit-walk") as walker:
         walked = walker.submit(_walk_metadata, roots, catalog, settings)
         stats = _copy_metadata(catalog, repo, settings, walked, progress, reader)

@@ -251,6 +251,7 @@ def walk_loose_metadata(
     if not first:
         return LooseWalk([], 0)
     get = partial(_fetch_one, sources, reader=lambda oid: partial(decode_loose, oid))
+    workers = max(1, workers)  # lazygit.looseRequests 0 asks one at a time
     with Workers(workers, "lazygit-loose") as pool:
         running: set[Future[LooseObject | None]] = set()
         while first or then or running:

@@ -755,3 +755,24 @@ def test_a_long_chain_of_loose_pushes(tiny: Published, server_root: Path, nginx,
     again = lazygit("clone", "--no-checkout", nginx.url(bare.name), str(tmp_path / "again"))
     assert "loose objects" not in again.stderr
     assert_same_history(tmp_path / "again", full)
+
+
+@pytest.mark.parametrize("value", ["0", "1"])
+def test_loose_objects_one_at_a_time(value: str, tiny: Published, nginx, tmp_path: Path):
+    """lazygit.looseRequests 0 or 1: the loose objects are asked for one after another (0
+    once left the walk waiting for requests it never made)."""
+    dest = tmp_path / "c"
+    subprocess.run(
+        [LAZYGIT, "clone", "-q", "--no-checkout", nginx.url(tiny.name), str(dest)],
+        env={
+            **os.environ,
+            "GIT_CONFIG_COUNT": "2",  # entry 0 keeps conftest's lazygit.prestartDaemon=false
+            "GIT_CONFIG_KEY_1": "lazygit.looseRequests",
+            "GIT_CONFIG_VALUE_1": value,
+        },
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    git(dest, "fsck")
+    assert_same_history(dest, tiny.full)
