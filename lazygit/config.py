@@ -166,21 +166,39 @@ def promisor_remote(config: dict[str, str]) -> str:
     return config.get("extensions.partialclone") or "origin"
 
 
+#: Settings that only work above a bound: a timeout of 0 or less fails every request, and
+#: ranges cut to a few bytes take a request per few bytes (a clone that never ends).
+_MORE_THAN: dict[str, float] = {"connectTimeout": 0, "readTimeout": 0, "daemonTimeout": 0}
+_AT_LEAST: dict[str, int] = {"maxRangeBytes": 64 * KiB}
+
+
 def _parse(f: dataclasses.Field[object], text: str) -> object:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    fix = f"fix it with: git config lazygit.{f.name} <{kind}>"
     try:
         if kind == "bool":
             return parse_bool(text)
         if kind == "int":
-            return _parse_size(text)
-        if kind == "float":
-            return float(text)
+            value: float = _parse_size(text)
+        elif kind == "float":
+            value = float(text)
+        else:
+            return text
     except ValueError:
+        raise LazyGitError(f"bad value {text!r} for git config lazygit.{f.name}", fix) from None
+    if f.name in _MORE_THAN and not value > _MORE_THAN[f.name]:
         raise LazyGitError(
-            f"bad value {text!r} for git config lazygit.{f.name}",
-            f"fix it with: git config lazygit.{f.name} <{kind}>",
-        ) from None
-    return text
+            f"bad value {text!r} for git config lazygit.{f.name}: it must be more than "
+            f"{_MORE_THAN[f.name]:g}",
+            fix,
+        )
+    if f.name in _AT_LEAST and value < _AT_LEAST[f.name]:
+        raise LazyGitError(
+            f"bad value {text!r} for git config lazygit.{f.name}: it must be at least "
+            f"{_AT_LEAST[f.name] // KiB}k",
+            fix,
+        )
+    return value
 
 
 def _parse_size(text: str) -> int:

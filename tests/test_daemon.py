@@ -468,6 +468,31 @@ def test_boolean_settings_read_as_git_reads_them(tmp_path: Path):
     assert Settings.from_values({"offline": ""}).offline is False  # `git -c lazygit.offline=`
 
 
+@pytest.mark.parametrize(
+    ("key", "text", "bound"),
+    [
+        ("readTimeout", "0", "more than 0"),
+        ("connectTimeout", "-1", "more than 0"),
+        ("daemonTimeout", "0", "more than 0"),
+        ("maxRangeBytes", "1", "at least 64k"),
+    ],
+)
+def test_settings_that_only_work_above_a_bound(key: str, text: str, bound: str):
+    """A timeout of 0 failed every request with a misleading reason (or a traceback, below
+    0); lazygit.maxRangeBytes 0 or 1 made a clone that never ended.  Each is a bad value."""
+    from lazygit.config import Settings
+    from lazygit.errors import LazyGitError
+
+    with pytest.raises(LazyGitError) as caught:
+        Settings.from_values({key.lower(): text})
+    assert caught.value.message == (
+        f"bad value {text!r} for git config lazygit.{key}: it must be {bound}"
+    )
+    assert caught.value.fix and f"git config lazygit.{key}" in caught.value.fix
+    low = "0.1" if "Timeout" in key else "64k"
+    assert Settings.from_values({key.lower(): low})  # the bound itself (or just above) works
+
+
 def test_a_settings_renewal_leaves_a_listing_in_flight_alone(
     small: Published, nginx, tmp_path: Path
 ):
