@@ -166,10 +166,14 @@ def promisor_remote(config: dict[str, str]) -> str:
     return config.get("extensions.partialclone") or "origin"
 
 
-#: Settings that only work above a bound: a timeout of 0 or less fails every request, and
-#: ranges cut to a few bytes take a request per few bytes (a clone that never ends).
+#: Settings that only work above a bound: a timeout of 0 or less fails every request,
+#: ranges cut to a few bytes take a request per few bytes (a clone that never ends), and a
+#: daemon that may idle out before the request that started it arrives serves nothing.
 _MORE_THAN: dict[str, float] = {"connectTimeout": 0, "readTimeout": 0, "daemonTimeout": 0}
-_AT_LEAST: dict[str, int] = {"maxRangeBytes": 64 * KiB}
+_AT_LEAST: dict[str, tuple[float, str]] = {
+    "maxRangeBytes": (64 * KiB, "64k"),
+    "daemonIdleSeconds": (1, "1"),
+}
 
 
 def _parse(f: dataclasses.Field[object], text: str) -> object:
@@ -192,10 +196,10 @@ def _parse(f: dataclasses.Field[object], text: str) -> object:
             f"{_MORE_THAN[f.name]:g}",
             fix,
         )
-    if f.name in _AT_LEAST and value < _AT_LEAST[f.name]:
+    if f.name in _AT_LEAST and value < _AT_LEAST[f.name][0]:
         raise LazyGitError(
             f"bad value {text!r} for git config lazygit.{f.name}: it must be at least "
-            f"{_AT_LEAST[f.name] // KiB}k",
+            f"{_AT_LEAST[f.name][1]}",
             fix,
         )
     return value

@@ -267,7 +267,11 @@ class Daemon:
         self._retired: list[Catalog] = []
         self.batcher = Batcher(self)
         self.last_active = time.monotonic()
+        #: Connections accepted and not yet answered; ``closing`` once the daemon has decided
+        #: to exit idle, from which moment it answers nothing more (both under _active_lock).
         self.active = 0
+        self.closing = False
+        self._active_lock = threading.Lock()
         self.counters = {"requests": 0, "batches": 0, "objects": 0, "bytes": 0, "errors": 0}
         self.counters.update(prefetched=0, prefetch_triggers=0, denied=0)
         self.counter_lock = threading.Lock()
@@ -706,6 +710,30 @@ class Daemon:
             except Exception:  # the pack count only: try again later
                 self.log_exception()
 
+    def accept(self) -> bool:
+        """Count a connection just accepted as active; False once the daemon is closing."""
+        with self._active_lock:
+            if self.closing:
+                return False
+            self.active += 1
+            return True
+
+    def done(self) -> None:
+        with self._active_lock:
+            self.active -= 1
+            self.last_active = time.monotonic()
+
+    def close_if_idle(self) -> float | None:
+        """Start closing if no connection is active and none came for daemonIdleSeconds: the
+        idle time then; else None.  A connection accepted after this is closed unread, and
+        its client asks the next daemon (daemonclient.request)."""
+        with self._active_lock:
+            idle = time.monotonic() - self.last_active
+            if self.active or idle <= self.settings.daemonIdleSeconds:
+                return None
+            self.closing = True
+            return idle
+
     # -- work ---------------------------------------------------------------------------
     def run_batch(self, oids: list[bytes], tally: Progress = QUIET) -> dict[str, Any]:
         with self.write_lock:
@@ -959,40 +987,34 @@ class _Handler(socketserver.StreamRequestHandler):
         if uid != os.getuid():
             daemon.log(f"refused a connection from uid {uid}")
             return
-        daemon.active += 1
-        try:
-            line = self.rfile.readline(MAX_REQUEST + 1)
-            if len(line) > MAX_REQUEST:
-                reply: dict[str, Any] = {"ok": False, "error": "request too large"}
+        line = self.rfile.readline(MAX_REQUEST + 1)
+        if len(line) > MAX_REQUEST:
+            reply: dict[str, Any] = {"ok": False, "error": "request too large"}
+        else:
+            try:
+                message = json.loads(line)
+                if not isinstance(message, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                reply = {"ok": False, "error": "malformed request (not one line of JSON)"}
             else:
+                if message.get("op") == "stop":
+                    self._reply({"ok": True})
+                    self.server.stopping = True
+                    threading.Thread(target=self.server.shutdown, daemon=True).start()
+                    return
                 try:
-                    message = json.loads(line)
-                    if not isinstance(message, dict):
-                        raise ValueError("not an object")
-                except ValueError:
-                    reply = {"ok": False, "error": "malformed request (not one line of JSON)"}
-                else:
-                    if message.get("op") == "stop":
-                        self._reply({"ok": True})
-                        self.server.stopping = True
-                        threading.Thread(target=self.server.shutdown, daemon=True).start()
-                        return
-                    try:
-                        reply = {"ok": True, **daemon.handle(message, peer_pid, self._progress)}
-                    except LazyGitError as exc:
-                        reply = {"ok": False, "error": str(exc)}
-                        daemon.counters["errors"] += 1
-                    except Exception as exc:
-                        daemon.log_exception()
-                        reply = {
-                            "ok": False,
-                            "error": f"internal error in the lazygit daemon: "
-                            f"{exc!r} (see daemon.log)",
-                        }
-            self._reply(reply)
-        finally:
-            daemon.active -= 1
-            daemon.last_active = time.monotonic()
+                    reply = {"ok": True, **daemon.handle(message, peer_pid, self._progress)}
+                except LazyGitError as exc:
+                    reply = {"ok": False, "error": str(exc)}
+                    daemon.counters["errors"] += 1
+                except Exception as exc:
+                    daemon.log_exception()
+                    reply = {
+                        "ok": False,
+                        "error": f"internal error in the lazygit daemon: {exc!r} (see daemon.log)",
+                    }
+        self._reply(reply)
 
     def _reply(self, reply: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
@@ -1011,6 +1033,20 @@ class _Server(socketserver.ThreadingUnixStreamServer):
     daemon: Daemon
     stopping = False
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Counted from the accept, not from when its thread runs: the idle watch never
+        # exits under a request it has not seen yet.
+        if not self.daemon.accept():
+            request.close()  # closing: reset unread, its client asks the next daemon
+            return
+        super().process_request(request, client_address)
+
+    def close_request(self, request: Any) -> None:
+        try:
+            super().close_request(request)
+        finally:
+            self.daemon.done()
+
 
 def _log(line: str) -> None:
     """One line in daemon.log (our stderr), with the time to the millisecond and our pid."""
@@ -1028,8 +1064,8 @@ def _idle_watch(server: _Server, daemon: Daemon) -> None:
             server.stopping = True
             server.shutdown()
             return
-        idle = time.monotonic() - daemon.last_active
-        if daemon.active == 0 and idle > daemon.settings.daemonIdleSeconds:
+        idle = daemon.close_if_idle()
+        if idle is not None:
             daemon.log(f"idle for {idle:.0f} s, exiting")
             server.stopping = True
             server.shutdown()
@@ -1153,6 +1189,7 @@ def serve(git_dir: Path) -> int:
     gc.enable()
     server.daemon = daemon
     daemon.log(f"lazygit {__version__} daemon serving {git_dir} on {path}")
+    daemon.last_active = time.monotonic()  # idle from now: loading is not idling
     threading.Thread(target=_idle_watch, args=(server, daemon), daemon=True).start()
 
     def _terminate(signum: int, frame: object) -> None:

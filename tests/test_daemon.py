@@ -244,6 +244,56 @@ def test_a_config_change_while_the_daemon_loads_is_seen(lazy: Path):
         subprocess.run(["git", "-C", str(lazy), "config", "--unset", "lazygit.offline"])
 
 
+def test_the_idle_exit_never_drops_an_accepted_request(lazy: Path, tmp_path: Path):
+    """The idle watch counted a request only once its thread ran: a request accepted as the
+    daemon idled out was read, then dropped at the exit ("the lazygit daemon closed the
+    connection mid-request"), and git failed.  A connection now counts from its accept, and
+    one accepted after the daemon decided to close is reset unread, which its client asks
+    the next daemon again for (daemonclient.request)."""
+    import socket
+
+    from lazygit.config import Settings
+    from lazygit.daemon import Daemon, _Handler, _Server, config_mtimes
+
+    git_dir = lazy / ".git"
+    daemon = Daemon(git_dir, Settings.load(git_dir), config_mtimes(git_dir))
+    assert daemon.history_ready.wait(60)  # its thread logs to stderr: while captured
+    path = tmp_path / "d.sock"
+    server = _Server(str(path), _Handler)
+    server.daemon = daemon
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def ping(sock: socket.socket) -> bytes:
+        sock.sendall(b'{"op": "ping"}\n')
+        return sock.recv(4096)
+
+    try:
+        daemon.last_active -= 3600
+        with socket.socket(socket.AF_UNIX) as held:
+            held.connect(str(path))
+            for _ in range(200):  # accepted (counted) before its thread reads a byte
+                if daemon.active:
+                    break
+                time.sleep(0.01)
+            assert daemon.active == 1
+            assert daemon.close_if_idle() is None  # an accepted request keeps it open
+            assert b'"ok": true' in ping(held)
+        for _ in range(200):
+            if not daemon.active:
+                break
+            time.sleep(0.01)
+        daemon.last_active -= 3600
+        assert daemon.close_if_idle() is not None  # idle: it closes ...
+        with socket.socket(socket.AF_UNIX) as late:
+            late.connect(str(path))  # ... and a client that comes now is reset unread
+            with pytest.raises(ConnectionResetError):
+                ping(late)
+        assert daemon.active == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def _daemon_pids(git_dir: Path) -> list[int]:
     out = subprocess.run(["pgrep", "-f", f"lazygit.daemon {git_dir}$"], capture_output=True)
     return [int(p) for p in out.stdout.split()]
@@ -475,11 +525,13 @@ def test_boolean_settings_read_as_git_reads_them(tmp_path: Path):
         ("connectTimeout", "-1", "more than 0"),
         ("daemonTimeout", "0", "more than 0"),
         ("maxRangeBytes", "1", "at least 64k"),
+        ("daemonIdleSeconds", "0", "at least 1"),
     ],
 )
 def test_settings_that_only_work_above_a_bound(key: str, text: str, bound: str):
     """A timeout of 0 failed every request with a misleading reason (or a traceback, below
-    0); lazygit.maxRangeBytes 0 or 1 made a clone that never ended.  Each is a bad value."""
+    0); lazygit.maxRangeBytes 0 or 1 made a clone that never ended; a daemon idle for 0 s
+    exited before the request that started it.  Each is a bad value."""
     from lazygit.config import Settings
     from lazygit.errors import LazyGitError
 
@@ -489,7 +541,7 @@ def test_settings_that_only_work_above_a_bound(key: str, text: str, bound: str):
         f"bad value {text!r} for git config lazygit.{key}: it must be {bound}"
     )
     assert caught.value.fix and f"git config lazygit.{key}" in caught.value.fix
-    low = "0.1" if "Timeout" in key else "64k"
+    low = {"maxRangeBytes": "64k", "daemonIdleSeconds": "1"}.get(key, "0.1")
     assert Settings.from_values({key.lower(): low})  # the bound itself (or just above) works
 
 
