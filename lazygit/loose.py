@@ -161,21 +161,6 @@ def links(obj: LooseObject) -> list[tuple[bytes, bool]]:
     return out
 
 
-def fetch_loose(
-    sources: Sequence[ObjectSource],
-    oids: Iterable[bytes],
-    *,
-    workers: int,
-    absent: list[bytes] | None = None,
-) -> list[LooseObject]:
-    """Fetch loose objects concurrently, their content in memory (commits, trees, tags).
-
-    An object the server lacks raises RemoteError naming it -- or, when the caller passes an
-    ``absent`` list, is added to it, so one unknown id does not fail a whole batch.
-    """
-    return _fetch_each(sources, oids, workers, absent, lambda oid: partial(decode_loose, oid))
-
-
 def fetch_loose_spooled(
     sources: Sequence[ObjectSource],
     oids: Iterable[bytes],
@@ -185,20 +170,17 @@ def fetch_loose_spooled(
     absent: list[bytes] | None = None,
 ) -> list[SpooledObject]:
     """Fetch loose objects concurrently, streamed (blobs of any size), ready to be packed;
-    the caller closes them.  A missing object as in fetch_loose."""
-    return _fetch_each(
-        sources, oids, workers, absent, lambda oid: partial(spool_loose, oid, tmp_dir=tmp_dir)
+    the caller closes them.
+
+    An object the server lacks raises RemoteError naming it -- or, when the caller passes an
+    ``absent`` list, is added to it, so one unknown id does not fail a whole batch.
+    """
+    one = partial(
+        _fetch_one,
+        sources,
+        reader=lambda oid: partial(spool_loose, oid, tmp_dir=tmp_dir),
+        absent=absent,
     )
-
-
-def _fetch_each(
-    sources: Sequence[ObjectSource],
-    oids: Iterable[bytes],
-    workers: int,
-    absent: list[bytes] | None,
-    reader: Callable[[bytes], Callable[[Iterator[bytes]], _T]],
-) -> list[_T]:
-    one = partial(_fetch_one, sources, reader=reader, absent=absent)
     todo = list(dict.fromkeys(oids))
     if len(todo) <= 1:
         found = [one(o) for o in todo]
