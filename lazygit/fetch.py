@@ -108,6 +108,18 @@ def _slice(ext: Extent, data: bytes, entry: Extent) -> bytes:
     return data[entry.start - ext.start : entry.end - ext.start]
 
 
+def _each_entry(
+    stream: Iterable[tuple[Extent, bytes]], wants: Sequence[Extent]
+) -> Iterator[tuple[Extent, bytes]]:
+    """Each of ``wants`` (in pack order, each inside one of the extents read) with its bytes,
+    sliced from ``stream``'s reads as they arrive."""
+    i = 0
+    for ext, data in stream:
+        while i < len(wants) and wants[i].start < ext.end:
+            yield wants[i], _slice(ext, data, wants[i])
+            i += 1
+
+
 def read_whole_packs(
     handles: Sequence[PackHandle], repo: LocalRepo, progress: Progress = QUIET, workers: int = 4
 ) -> FetchStats:
@@ -305,23 +317,18 @@ def scan_types(
     merged = _coalesce(wants, settings)
     task = progress.task("pack headers", total=sum(e.length for e in merged))
     kinds: list[int | tuple[str, object]] = [0] * n
-    pos = 0
-    for ext, data in reader(h, merged, task.advance):
-        while pos < n and wants[pos].start < ext.end:
-            want = wants[pos]
-            raw = _slice(ext, data, want)
-            header = parse_entry_header(raw)
-            if header.type == OFS_DELTA:
-                assert header.base_distance is not None
-                kinds[pos] = ("pos", pack.position_of_offset(want.start - header.base_distance))
-            elif header.type == REF_DELTA:
-                kinds[pos] = ("oid", header.base_oid)
-            else:
-                kinds[pos] = header.type
-            if want.length <= WHOLE_ENTRY_BYTES and want == pack.extent_at(want.start):
-                kept[(h.name, want.start)] = (spool.tell(), len(raw))
-                spool.write(raw)
-            pos += 1
+    for pos, (want, raw) in enumerate(_each_entry(reader(h, merged, task.advance), wants)):
+        header = parse_entry_header(raw)
+        if header.type == OFS_DELTA:
+            assert header.base_distance is not None
+            kinds[pos] = ("pos", pack.position_of_offset(want.start - header.base_distance))
+        elif header.type == REF_DELTA:
+            kinds[pos] = ("oid", header.base_oid)
+        else:
+            kinds[pos] = header.type
+        if want.length <= WHOLE_ENTRY_BYTES and want == pack.extent_at(want.start):
+            kept[(h.name, want.start)] = (spool.tell(), len(raw))
+            spool.write(raw)
     task.done()
     types = _resolve_types(h, catalog, kinds)
     runs: dict[int, list[tuple[int, int]]] = {
@@ -395,13 +402,9 @@ def _keep_metadata(
     merged = _coalesce(wants, settings)
     size = sum(e.length for e in merged)
     task.update(total=total + size)
-    i = 0
-    for ext, data in reader(h, merged, task.advance):
-        while i < len(wants) and wants[i].start < ext.end:
-            raw = _slice(ext, data, wants[i])
-            kept[(h.name, wants[i].start)] = (spool.tell(), len(raw))
-            spool.write(raw)
-            i += 1
+    for want, raw in _each_entry(reader(h, merged, task.advance), wants):
+        kept[(h.name, want.start)] = (spool.tell(), len(raw))
+        spool.write(raw)
     return size
 
 
