@@ -1097,13 +1097,17 @@ def _refuse_waiting(server: _Server, error: str) -> None:
 
 
 def _take_over(state: Path, git_dir: Path, lock: IO[str]) -> bool:
-    """The lock is held.  By a daemon serving this repository under the path it had before
-    it was moved?  (The lock file moved with it.)  Then stop that daemon and take its place."""
+    """The lock is held: by a daemon that serves this repository (False: we are not needed),
+    or by one that is exiting or starting (we wait for the lock), or by a daemon serving
+    this repository under the path it had before it was moved (the lock file moved with
+    it: we stop that daemon and take its place).  True once the lock is ours."""
     try:
         info = json.loads((state / "daemon.json").read_text())
         old, sock_path = info["git_dir"], info["socket"]
+    except FileNotFoundError:
+        return _await_lock(state, lock)
     except (OSError, ValueError, KeyError, TypeError):
-        return False  # a daemon starting (it has not published yet), or an older one
+        return False  # an older daemon's daemon.json: it serves
     if not isinstance(old, str) or same_dir(old, git_dir):
         return False
     _log(f"the daemon for {old} serves this repository, now at {git_dir}: stopping it")
@@ -1122,6 +1126,23 @@ def _take_over(state: Path, git_dir: Path, lock: IO[str]) -> bool:
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             if same_dir(json.loads((state / "daemon.json").read_text())["git_dir"], git_dir):
                 return False  # another new daemon took over first: it serves us
+    return False
+
+
+def _await_lock(state: Path, lock: IO[str]) -> bool:
+    """The lock is held and no daemon has published: one is exiting (it unpublishes first,
+    then lets a batch in flight land) or starting (it publishes within milliseconds).  Wait
+    for the lock; give up once a daemon publishes, as that one serves."""
+    deadline = time.monotonic() + 40.0  # an exiting daemon lets its batch finish (<= 30 s)
+    while time.monotonic() < deadline:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            pass
+        if (state / "daemon.json").exists():
+            return False
+        time.sleep(0.02)
     return False
 
 
@@ -1155,7 +1176,7 @@ def serve(git_dir: Path) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         if not _take_over(state, git_dir, lock):
-            return 0  # another daemon runs (or is starting) for this repository
+            return 0  # another daemon serves this repository
     # Listen and publish first, load after: a client that connects meanwhile waits in the
     # backlog instead of polling for the socket while the imports and indexes load.
     from lazygit.config import Settings
@@ -1200,18 +1221,20 @@ def serve(git_dir: Path) -> int:
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
-        # A batch in flight finishes first: its pack lands before we are gone, not after
-        # (index-pack would outlive us).  No new batch starts: the lock stays held.
+        # Unpublished first: a client that comes from now on starts the next daemon, which
+        # waits for the lock (_await_lock) instead of connecting to a socket nobody serves.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if json.loads(info.read_text()).get("pid") == os.getpid():
+                info.unlink()
+        _unlink_socket(path, ours)
+        # A batch in flight finishes before we are gone: its pack lands before the next
+        # daemon starts, not after (index-pack would outlive us).  The lock stays held.
         locked = daemon.write_lock.acquire(timeout=min(30.0, daemon.settings.daemonTimeout))
         if locked and daemon.merge_due.is_set():
             try:
                 daemon.merge_unused()
             except Exception:
                 daemon.log_exception()
-        with contextlib.suppress(OSError):
-            if json.loads(info.read_text()).get("pid") == os.getpid():
-                info.unlink()
-        _unlink_socket(path, ours)
         server.server_close()
     return 0
 

@@ -294,6 +294,27 @@ def test_the_idle_exit_never_drops_an_accepted_request(lazy: Path, tmp_path: Pat
         server.server_close()
 
 
+def test_a_daemon_started_while_the_last_one_exits_serves(lazy: Path):
+    """A daemon on its way out (idle, stopped) holds the lock until its process ends, while
+    it lets a batch in flight land.  A client that comes then starts a new daemon; that one
+    found the lock held and exited, and the client waited for a socket until
+    lazygit.daemonTimeout.  It now waits for the lock when no daemon has published."""
+    import fcntl
+
+    git_dir = lazy / ".git"
+    stop_daemon(git_dir)
+    exiting = open(git_dir / "lazygit" / "daemon.lock", "a+")  # noqa: SIM115 - closed below
+    fcntl.flock(exiting, fcntl.LOCK_EX | fcntl.LOCK_NB)  # it unpublished, the lock still held
+    threading.Timer(1.0, exiting.close).start()  # ... and exits a second later
+    start = time.monotonic()
+    try:
+        reply = daemonclient.request(git_dir, {"op": "ping"}, timeout=15)
+    finally:
+        exiting.close()
+    assert reply["ok"] and reply["pid"] in _daemon_pids(git_dir)
+    assert time.monotonic() - start < 8
+
+
 def _daemon_pids(git_dir: Path) -> list[int]:
     out = subprocess.run(["pgrep", "-f", f"lazygit.daemon {git_dir}$"], capture_output=True)
     return [int(p) for p in out.stdout.split()]
