@@ -29,7 +29,7 @@ from lazygit.errors import (
     NotAGitServerError,
     RemoteError,
 )
-from lazygit.fetch import FetchEngine, FetchStats, fetch_metadata
+from lazygit.fetch import FetchEngine, FetchStats, LooseMetadataWalk, fetch_metadata
 from lazygit.gitcmd import git_processes
 from lazygit.localrepo import STATE_DIR, LocalRepo, ensure_empty_destination
 from lazygit.progress import QUIET, Progress
@@ -179,35 +179,46 @@ def _clone(
     try:
         snapshot = discover(remote, connect_alternate=connect)
         branch, head_oid = _choose_head(snapshot, opts.branch)
-        # The marker before anything else in DIR (git init fills the .git it sits in): a
-        # clone killed at any later moment leaves a DIR the next run knows to redo.
-        state = dest / ".git" / STATE_DIR
-        state.mkdir(parents=True, exist_ok=True)
-        (state / INCOMPLETE_MARKER).touch()
-        try:
-            repo = LocalRepo.init(dest, initial_branch=branch)
-        except GitCommandError as exc:
-            raise DestinationError(f"cannot create a repository at {dest}: {exc.message}") from None
-        if branch is None and head_oid is None:
-            # No HEAD on the server: git's default branch, unborn, tracks the remote's, as
-            # in git's clone.
-            head = (repo.git_dir / "HEAD").read_text().strip()
-            branch = head.removeprefix("ref: refs/heads/") if head.startswith("ref: ") else None
-        given = opts.url[len("lazy::") :] if opts.url.startswith("lazy::") else opts.url
-        # git passes the remote URL to git-remote-lazy on its command line (visible in `ps`):
-        # keep credentials out of it.  The daemon reads the URL from the catalog (mode 0600).
-        repo.configure_partial_clone(without_credentials(given), opts.remote_name, branch)
         # Pack indexes and pack bytes go to the resume directory first: kept if we fail.
         catalog = Catalog(snapshot.sources, resume / "catalog")
-        catalog.load_packs(settings, progress)
-        catalog.abbrev = repo.abbreviate_as_full_clone(catalog.object_count())
-        store = RangeStore(resume / "ranges")
         roots = peeled_oids(snapshot.refs) | ({head_oid} if head_oid else set())
-        try:
-            meta = fetch_metadata(catalog, repo, settings, roots, progress, store.read)
-        except CorruptDataError:
-            store.clear()  # damaged bytes must not be used again: read once more, then report
-            meta = fetch_metadata(catalog, repo, settings, roots, progress, store.read)
+        # The walk of the server's loose objects, the longest chain of round trips over a
+        # distant link, starts now, while the repository is made and the pack indexes load.
+        # Asked for before the pack indexes are in: HEAD's commit and a few branches' (as
+        # many as the range reads ask at once, leaving the pool room for the .idx files).
+        branches = [r.oid for r in snapshot.refs if r.name.startswith("refs/heads/")]
+        eager = list(dict.fromkeys([head_oid, *branches] if head_oid else branches))
+        eager = eager[: max(1, int(settings.connections))]
+        with LooseMetadataWalk(roots, catalog, settings, eager=eager) as walk:
+            # The marker before anything else in DIR (git init fills the .git it sits in): a
+            # clone killed at any later moment leaves a DIR the next run knows to redo.
+            state = dest / ".git" / STATE_DIR
+            state.mkdir(parents=True, exist_ok=True)
+            (state / INCOMPLETE_MARKER).touch()
+            try:
+                repo = LocalRepo.init(dest, initial_branch=branch)
+            except GitCommandError as exc:
+                raise DestinationError(
+                    f"cannot create a repository at {dest}: {exc.message}"
+                ) from None
+            if branch is None and head_oid is None:
+                # No HEAD on the server: git's default branch, unborn, tracks the remote's, as
+                # in git's clone.
+                head = (repo.git_dir / "HEAD").read_text().strip()
+                branch = head.removeprefix("ref: refs/heads/") if head.startswith("ref: ") else None
+            given = opts.url[len("lazy::") :] if opts.url.startswith("lazy::") else opts.url
+            # git passes the remote URL to git-remote-lazy on its command line (visible in `ps`):
+            # keep credentials out of it.  The daemon reads the URL from the catalog (mode 0600).
+            repo.configure_partial_clone(without_credentials(given), opts.remote_name, branch)
+            catalog.load_packs(settings, progress)
+            walk.packs_loaded()
+            catalog.abbrev = repo.abbreviate_as_full_clone(catalog.object_count())
+            store = RangeStore(resume / "ranges")
+            try:
+                meta = fetch_metadata(catalog, repo, settings, roots, progress, store.read, walk)
+            except CorruptDataError:
+                store.clear()  # damaged bytes must not be used again: read once more, then report
+                meta = fetch_metadata(catalog, repo, settings, roots, progress, store.read, walk)
         if (resume / "catalog" / "packs").is_dir():
             shutil.copytree(
                 resume / "catalog" / "packs", repo.state_dir / "packs", dirs_exist_ok=True

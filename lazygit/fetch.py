@@ -58,6 +58,9 @@ PROMISOR_MESSAGE = "lazygit"
 #: thread, and a 7,403-object batch took 0.63-0.69 s to index as one pack, 0.44-0.49 s
 #: as two in 3 of 4 runs (0.73 s in one; 2 cores).
 SPLIT_BATCH_OBJECTS = 2000
+#: Loose objects a clone's walk asks for before the pack indexes are loaded, not knowing
+#: whether the server holds them packed (see LooseMetadataWalk).
+EARLY_LOOSE_REQUESTS = 16
 
 
 @dataclass
@@ -491,9 +494,13 @@ def fetch_metadata(
     roots: Iterable[bytes],
     progress: Progress = QUIET,
     reader: Reader = direct_reader,
+    walk: LooseMetadataWalk | None = None,
 ) -> FetchStats:
     """Copy every commit, tree and tag the server has (reachable from ``roots`` when loose or
     in a cruft pack), and mark the packs that gave them in ``catalog.meta_done``.
+
+    ``walk``, the walk of the server's loose objects from ``roots``, may have started before
+    the pack indexes were loaded (the clone starts it with the refs); else it starts here.
 
     Packs with a bitmap give their commit/tree/tag entries by byte range.  A small pack
     without one is read whole; a larger one gets a header scan first (with a warning naming
@@ -505,11 +512,13 @@ def fetch_metadata(
     once.
     """
     roots = list(roots)
-    # The walk of the loose objects (a round trip per commit in a chain of them) starts first
-    # and runs alongside every read below until its result is needed.
-    with Workers(1, "lazygit-walk") as walker:
-        walked = walker.submit(_walk_metadata, roots, catalog, settings)
-        stats = _copy_metadata(catalog, repo, settings, walked, progress, reader)
+    if walk is None:
+        # The walk of the loose objects (a round trip per commit in a chain of them) starts
+        # first and runs alongside every read below until its result is needed.
+        with LooseMetadataWalk(roots, catalog, settings, packs_loaded=True) as own:
+            stats = _copy_metadata(catalog, repo, settings, own, progress, reader)
+    else:
+        stats = _copy_metadata(catalog, repo, settings, walk, progress, reader)
     blobs = packed_blobs(roots, catalog)
     if blobs:
         more = FetchEngine(catalog, repo, settings, reader=reader).fetch(blobs, progress)
@@ -526,7 +535,7 @@ def _copy_metadata(
     catalog: Catalog,
     repo: LocalRepo,
     settings: Settings,
-    walked: Future[tuple[LooseWalk, set[str]]],
+    walked: LooseMetadataWalk,
     progress: Progress,
     reader: Reader,
 ) -> FetchStats:
@@ -654,6 +663,7 @@ def _walk_metadata(
     catalog: Catalog,
     settings: Settings,
     is_local: Callable[[bytes], bool] = lambda oid: False,
+    early: LooseMetadataWalk | None = None,
 ) -> tuple[LooseWalk, set[str]]:
     """The loose commits, trees and tags behind ``roots``, and the cruft packs the walk met.
 
@@ -661,6 +671,10 @@ def _walk_metadata(
     cruft pack holds is reachable all the same: git leaves an object it already has where it
     is, so a deleted branch pushed again keeps its commits in the cruft pack.  Such a pack's
     commits and trees are then copied like a pushed pack's; the others are never read.
+
+    With ``early``, the first objects are asked for before the pack indexes are loaded (see
+    `LooseMetadataWalk`); those the server does not hold loose are looked for in the packs
+    once they are.
     """
     reached: set[str] = set()
 
@@ -675,8 +689,93 @@ def _walk_metadata(
             return True
         return False
 
-    walk = walk_loose_metadata(roots, stop, catalog.sources, workers=settings.looseRequests)
+    def is_packed(oid: bytes) -> bool | None:
+        if early is not None and not early.packs_known():
+            return False if early.ask_unknown(oid) else None  # None: asked again later
+        return stop(oid)
+
+    absent: list[bytes] | None = None if early is None else []
+    walk = walk_loose_metadata(
+        roots, is_packed, catalog.sources, workers=settings.looseRequests, absent=absent
+    )
+    if absent:
+        assert early is not None
+        early.wait_for_packs()
+        for oid in absent:
+            if not stop(oid):
+                raise RemoteError(
+                    f"object {oid.hex()} is not on the server (neither packed nor loose)"
+                )
     return walk, reached
+
+
+class LooseMetadataWalk:
+    """The walk of the server's loose commits, trees and tags (`_walk_metadata`), in a thread
+    of its own, started before the pack indexes are loaded.
+
+    Over a distant link the walk is the clone's longest chain of round trips (one per loose
+    commit in a row), and loading the pack indexes takes two or three (the pack list and
+    .idx files, then the probes of a pack without a bitmap).  Until `packs_loaded`, the walk
+    asks for up to ``EARLY_LOOSE_REQUESTS`` objects not knowing whether they are packed:
+    HEAD's commit and the branches' (pushes land there), and what the loose objects found
+    name (a pushed chain of commits); the other roots (tags, mostly on packed history) wait.
+    An object the server does not hold loose answers 404, and is looked for in the packs
+    once they are loaded.
+    """
+
+    def __init__(
+        self,
+        roots: Iterable[bytes],
+        catalog: Catalog,
+        settings: Settings,
+        *,
+        eager: Iterable[bytes] = (),
+        packs_loaded: bool = False,
+    ) -> None:
+        """``eager``: the roots worth asking for before the pack indexes are in."""
+        roots = list(roots)
+        self._known = threading.Event()
+        if packs_loaded:
+            self._known.set()
+        self._gave_up = False
+        self._budget = min(EARLY_LOOSE_REQUESTS, max(0, int(settings.looseRequests)))
+        self._later = set(roots).difference(eager)
+        self._workers = Workers(1, "lazygit-walk")
+        self._future = self._workers.submit(_walk_metadata, roots, catalog, settings, early=self)
+
+    def packs_loaded(self) -> None:
+        """The catalog knows every pack's objects now: the walk stops at packed ones."""
+        self._known.set()
+
+    def result(self) -> tuple[LooseWalk, set[str]]:
+        """The loose objects and the cruft packs the walk met (waits for the walk)."""
+        return self._future.result()
+
+    def packs_known(self) -> bool:
+        if self._gave_up:
+            raise _Cancelled
+        return self._known.is_set()
+
+    def ask_unknown(self, oid: bytes) -> bool:
+        """Whether to ask for ``oid`` before the pack indexes tell whether it is packed."""
+        if oid in self._later or self._budget <= 0:
+            return False
+        self._budget -= 1
+        return True
+
+    def wait_for_packs(self) -> None:
+        self._known.wait()
+        if self._gave_up:
+            raise _Cancelled
+
+    def __enter__(self) -> LooseMetadataWalk:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is not None:  # the clone failed: the walk stops at its next step
+            self._gave_up = True
+            self._known.set()
+        self._workers.__exit__(exc_type, *rest)  # type: ignore[arg-type]
 
 
 class _Cancelled(Exception):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -201,16 +202,21 @@ class LooseWalk:
 
 def walk_loose_metadata(
     roots: Iterable[bytes],
-    is_packed: Callable[[bytes], bool],
+    is_packed: Callable[[bytes], bool | None],
     sources: Sequence[ObjectSource],
     *,
     workers: int,
+    absent: list[bytes] | None = None,
 ) -> LooseWalk:
     """Commits, trees and tags reachable from ``roots`` that sit loose on the server.
 
     The walk stops at packed objects: a pushed pack is complete together with what the server
     held before it, so everything behind a packed object is packed too.  A root that is a
-    blob (a ref may name one) is kept too.
+    blob (a ref may name one) is kept too.  ``is_packed`` is asked about each object just
+    before it would be requested; None means not known yet (the pack indexes are loading):
+    the object waits, and is asked about again as the walk goes on.  An object the server
+    does not hold loose raises RemoteError, or is added to ``absent`` when the caller passes
+    that list (the caller then looks for it in the packs).
 
     Up to ``workers`` objects are asked for at once, each as soon as an object naming it has
     arrived (no level waits for the slowest of the one before), commits and tags before
@@ -220,37 +226,57 @@ def walk_loose_metadata(
     found: dict[bytes, LooseObject] = {}
     named = dict.fromkeys(roots)
     depth: dict[bytes, int] = {}  # requests in a row up to this object's
-    first: deque[bytes] = deque()  # commits and tags (and the roots)
+    asked: list[int] = [0]  # the depths of the objects requested
+    first: deque[bytes] = deque()  # commits and tags (and the roots), in the order named
     then: deque[bytes] = deque()  # trees
+    waiting: list[tuple[bytes, deque[bytes]]] = []  # is_packed did not know yet
 
     def want(oid: bytes, queue: deque[bytes], level: int) -> None:
-        if oid not in depth and not is_packed(oid):
+        if oid not in depth:
             depth[oid] = level
             queue.append(oid)
 
     for oid in named:
         want(oid, first, 1)
-    if not first:
-        return LooseWalk([], 0)
-    get = partial(_fetch_one, sources, reader=lambda oid: partial(decode_loose, oid))
+    get = partial(_fetch_one, sources, reader=lambda oid: partial(decode_loose, oid), absent=absent)
     workers = max(1, workers)  # lazygit.looseRequests 0 asks one at a time
     with Workers(workers, "lazygit-loose") as pool:
         running: set[Future[LooseObject | None]] = set()
-        while first or then or running:
+        while first or then or running or waiting:
+            if waiting and is_packed(waiting[0][0]) is not None:  # known now: ask again
+                for oid, queue in reversed(waiting):
+                    queue.appendleft(oid)
+                waiting.clear()
             while (first or then) and len(running) < workers:
-                oid = first.popleft() if first else then.popleft()
-                running.add(pool.submit(get, oid))
-            done, running = wait(running, return_when=FIRST_COMPLETED)
+                queue = first if first else then
+                oid = queue.popleft()
+                packed = is_packed(oid)
+                if packed is None:
+                    waiting.append((oid, queue))
+                elif not packed:
+                    asked.append(depth[oid])
+                    running.add(pool.submit(get, oid))
+            if not running:
+                if waiting:
+                    time.sleep(WAIT_POLL_SECONDS)
+                continue
+            timeout = WAIT_POLL_SECONDS if waiting else None
+            done, running = wait(running, timeout, return_when=FIRST_COMPLETED)
             for fut in done:
                 obj = fut.result()
-                assert obj is not None  # no ``absent`` list: a missing object raised
+                if obj is None:
+                    continue  # not loose: in ``absent``
                 found[obj.oid] = obj
                 for i, (oid, is_meta) in enumerate(links(obj)):
                     if is_meta:
                         tree = obj.type_num == OBJ_TREE or (obj.type_num == OBJ_COMMIT and i == 0)
                         want(oid, then if tree else first, depth[obj.oid] + 1)
     objects = [o for o in found.values() if o.type_num != OBJ_BLOB or o.oid in named]
-    return LooseWalk(objects, max(depth.values()))
+    return LooseWalk(objects, max(asked))
+
+
+#: How often a walk with objects waiting for ``is_packed`` to know asks it again.
+WAIT_POLL_SECONDS = 0.005
 
 
 def _fetch_one(

@@ -382,6 +382,27 @@ def test_broken_repository(
     check_failure(case, run_clone(nginx.url(name), str(dest)), dest)
 
 
+@pytest.mark.parametrize("ref", ["refs/heads/ghost", "refs/tags/ghost"])
+def test_a_ref_to_an_object_the_server_lacks(
+    ref: str, tiny: Published, server_root: Path, nginx, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A ref naming an object neither packed nor loose (a damaged server repository): one
+    line naming it.  A branch's tip is asked for as a loose object before the pack indexes
+    are in, and its 404 is checked against them once they are; a tag's waits for them."""
+    ghost = "c0ffee" * 6 + "c0ff"
+
+    def add_ref(repo: Path) -> None:
+        with (repo / "info/refs").open("a") as f:
+            f.write(f"{ghost}\t{ref}\n")
+
+    name = broken_copy(tiny, server_root, "ghost-" + ref.split("/")[1], add_ref)
+    dest = tmp_path / "c"
+    line = check_failure(
+        f"{ref} names a missing object", run_clone(nginx.url(name), str(dest)), dest
+    )
+    assert f"object {ghost} is not on the server" in line, line
+
+
 def test_huge_number_of_refs(tiny: Published, server_root: Path, nginx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """200,000 refs: works (or would fail with one line) in bounded time."""
 

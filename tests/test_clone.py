@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -699,6 +700,40 @@ def test_pack_reads_do_not_wait_for_the_walk_of_loose_objects(
     assert max(e.started for e in pushed) < max(e.started for e in loose), [
         (round(e.started - log[0].started, 2), e.path[-12:], e.range) for e in [*loose, *pushed]
     ]
+
+
+def test_the_walk_of_loose_objects_starts_before_the_pack_indexes(
+    small: Published, nginx, tmp_path: Path
+):
+    """Over a distant link the walk of the loose objects is the clone's longest chain of
+    round trips, and loading the pack indexes takes two or three.  The walk starts with the
+    refs: HEAD's commit, and the loose commits behind it, are asked for while the .idx files
+    are on their way.  Tags (mostly on packed history: each would be a 404) wait for them."""
+    with FaultProxy(nginx.port) as proxy:
+        proxy.add(Rule("delay", path=r"\.idx$", stall=0.8))
+        dest = tmp_path / "c"
+        subprocess.run(
+            [LAZYGIT, "clone", "-q", "--no-checkout", proxy.url(small.name), str(dest)],
+            check=True,
+            capture_output=True,
+        )
+        log = list(proxy.log)
+    git(dest, "fsck")
+    assert_same_history(dest, small.full)
+    indexes_in = min(e.answered or 1e9 for e in log if e.path.endswith(".idx"))
+    loose = {e.path[-41:].replace("/", ""): e for e in log if LOOSE_PATH.search(e.path)}
+    early = {oid: e for oid, e in loose.items() if e.started < indexes_in}
+    head = git(small.full, "rev-parse", "HEAD").strip()
+    parent = git(small.full, "rev-parse", "HEAD~1").strip()
+    assert head in early and early[head].status == 200
+    assert parent in early and early[parent].started >= early[head].answered  # the chain
+    assert len(early) <= 16  # fetch.EARLY_LOOSE_REQUESTS
+    branches = set(git(small.full, "for-each-ref", "--format=%(objectname)", "refs/heads").split())
+    tags = set(git(small.full, "for-each-ref", "--format=%(objectname)", "refs/tags").split())
+    assert tags and not (tags - branches) & set(early)
+
+
+LOOSE_PATH = re.compile(r"/objects/[0-9a-f]{2}/[0-9a-f]{38}$")
 
 
 def test_a_long_chain_of_loose_pushes(tiny: Published, server_root: Path, nginx, tmp_path: Path):
