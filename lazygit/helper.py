@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from lazygit.adopt import Adopter
 
 _HEX = frozenset("0123456789abcdef")
+#: The options `git fetch --depth / --shallow-since / --shallow-exclude / --deepen` send.
+_SHALLOW_OPTIONS = ("depth", "deepen-since", "deepen-not", "deepen-relative")
 
 
 def _is_oid(name: str) -> bool:
@@ -59,6 +61,7 @@ class RemoteHelper:
         self.from_promisor = False
         self.filter: str | None = None  # `git clone --filter=SPEC`, as git passes it on
         self.cloning = False
+        self._said_shallow = False
         self._git_dir: str | None = None
         self._adopter: Adopter | None = None  # a server no daemon reads for us (adopt.py)
 
@@ -110,6 +113,15 @@ class RemoteHelper:
             self.filter = value
         elif name == "cloning":
             self.cloning = value == "true"
+        elif name in _SHALLOW_OPTIONS:
+            # git goes on without a word when a helper does not support these: say why.
+            if not self._said_shallow:
+                self._said_shallow = True
+                self.err.write(
+                    "lazygit: --depth, --shallow-since and --shallow-exclude are ignored: "
+                    "a lazy clone holds every commit and tree, and fetches blobs when needed\n"
+                )
+            return "unsupported"
         elif name not in ("verbosity", "check-connectivity"):
             return "unsupported"
         return "ok"

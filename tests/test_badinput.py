@@ -628,3 +628,29 @@ def test_interrupted(fresh_proxy: FaultProxy, small: Published, tmp_path: Path, 
         outcome = f"exit 130: {lines[0]}; destination removed"
     if where == "a pack read":
         OUTCOMES["SIGINT during transfer"] = outcome
+
+
+def test_git_fetch_depth_is_ignored_with_a_line_saying_so(
+    tiny: Published, nginx, tmp_path: Path, daemons: list[Path]
+) -> None:  # type: ignore[no-untyped-def]
+    """git goes on without a word when a remote helper answers `unsupported` to
+    `option depth`: `git fetch --depth=1` fetched everything and said nothing."""
+    dest = tmp_path / "c"
+    assert run_clone("--no-checkout", nginx.url(tiny.name), str(dest)).returncode == 0
+    daemons.append(dest / ".git")
+    for args in (["--depth=1"], ["--shallow-since=2001-01-01", "--deepen=2"]):
+        proc = subprocess.run(
+            ["git", "-C", str(dest), "fetch", *args], capture_output=True, text=True, env=env()
+        )
+        assert proc.returncode == 0, proc.stderr
+        lines = [ln for ln in proc.stderr.splitlines() if "are ignored" in ln]
+        assert lines == [
+            "lazygit: --depth, --shallow-since and --shallow-exclude are ignored: a lazy clone "
+            "holds every commit and tree, and fetches blobs when needed"
+        ], proc.stderr
+    shallow = subprocess.run(
+        ["git", "-C", str(dest), "rev-parse", "--is-shallow-repository"],
+        capture_output=True,
+        text=True,
+    )
+    assert shallow.stdout.strip() == "false"
