@@ -647,11 +647,15 @@ def check_server(
                     )
                 )
         without = []
+        refused = []  # .bitmap answered 403: absent on an object store, or refused
         cruft = []  # git gc's unreachable objects: a clone does not read them (catalog.py)
         for source, name, info in infos:
             if info is None:
                 continue
-            if remote_stat(source, f"pack/{name}.bitmap") is None:
+            status = _absent_status(source, f"pack/{name}.bitmap")
+            if status == 403:
+                refused.append(name)
+            if status is not None:
                 if (
                     info.size > settings.smallPackBytes
                     and remote_stat(source, f"pack/{name}.mtimes") is not None
@@ -670,10 +674,12 @@ def check_server(
                 if layout is not None:
                     by_midx += [n for n, _ in without if n in layout.names]
             without = [(n, size) for n, size in without if n not in by_midx]
+        refused = [n for n in refused if any(n == w for w, _ in without)]
         probed = len(infos) - len(cruft)
         data = {
             "probed": probed,
             "without_bitmap": [n for n, _ in without],
+            "refused_bitmap": refused,
             "cruft": cruft,
             "midx_bitmap": by_midx,
         }
@@ -688,8 +694,20 @@ def check_server(
                     WARN,
                     f"{len(without)} of {probed} packs {'has' if len(without) == 1 else 'have'} "
                     f"no .bitmap ({_size(big)}): clones "
-                    f"scan their headers to find commits and trees{and_cruft}",
-                    "run `lazygit prepare DIR` in the bare repository on the server",
+                    f"scan their headers to find commits and trees{and_cruft}"
+                    + (
+                        f"; for {len(refused)} the server answered 403, not 404 (an object "
+                        "store does so for a missing file; a server may refuse the file)"
+                        if refused
+                        else ""
+                    ),
+                    (
+                        "if the .bitmap files are there, let the server publish them (as the "
+                        "nginx block in docs/server-guide.md does); else run `lazygit prepare "
+                        "DIR` in the bare repository on the server"
+                        if refused
+                        else "run `lazygit prepare DIR` in the bare repository on the server"
+                    ),
                     data,
                 )
             )
@@ -724,6 +742,18 @@ def remote_stat(source: Any, rel: str) -> Any:
         if exc.absent:
             return None
         raise
+
+
+def _absent_status(source: Any, rel: str) -> int | None:
+    """None if the server has the file, else the status that said it has not (404, 410, or
+    403: an object store's answer for a missing file, or a refusal)."""
+    try:
+        source.remote.stat(source.path(rel))
+    except HTTPStatusError as exc:
+        if exc.absent:
+            return exc.status
+        raise
+    return None
 
 
 def _known_packs(clone: Clone) -> set[str] | None:

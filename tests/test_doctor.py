@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, Published, stop_daemon
+from faultproxy import FaultProxy, Rule
 
 from lazygit.doctor import is_shim, no_lazy_fetch_by_version, parse_git_version
 
@@ -109,6 +110,21 @@ def test_doctor_url_on_a_repository_with_a_pack_without_bitmap(small: Published,
     assert proc.returncode == 0
     assert "WARN bitmaps: 1 of 2 packs has no .bitmap" in proc.stdout
     assert "fix: run `lazygit prepare DIR`" in proc.stdout
+    assert "403" not in proc.stdout
+
+
+def test_doctor_names_a_server_that_refuses_the_bitmap(prepared: Path, nginx):
+    """A server that answers 403 for *.bitmap (a deny rule) makes every clone scan the pack's
+    headers, and a clone cannot tell that from a missing file (object stores answer 403 for
+    one): doctor says which status came and what to look at."""
+    with FaultProxy(nginx.port) as proxy:
+        proxy.add(Rule("status", path=r"\.bitmap$", status=403))
+        proc = run("doctor", "--json", proxy.url(prepared.name))
+    bitmaps = checks(proc)["bitmaps"]
+    assert bitmaps["status"] == "WARN", bitmaps
+    assert "the server answered 403, not 404" in bitmaps["message"], bitmaps
+    assert bitmaps["fix"].startswith("if the .bitmap files are there, let the server publish")
+    assert len(bitmaps["data"]["refused_bitmap"]) == 1
 
 
 def test_doctor_bad_url_and_outside_a_clone(nginx, tmp_path: Path):
