@@ -1101,11 +1101,14 @@ def _take_over(state: Path, git_dir: Path, lock: IO[str]) -> bool:
     or by one that is exiting or starting (we wait for the lock), or by a daemon serving
     this repository under the path it had before it was moved (the lock file moved with
     it: we stop that daemon and take its place).  True once the lock is ours."""
+    info_path = state / "daemon.json"
     try:
-        info = json.loads((state / "daemon.json").read_text())
+        info = json.loads(info_path.read_text())
         old, sock_path = info["git_dir"], info["socket"]
     except FileNotFoundError:
-        return _await_lock(state, lock)
+        # Exiting (it unpublishes first, then lets a batch in flight land) or starting (it
+        # publishes within milliseconds): ours once it exits, unless one publishes.
+        return _await_lock(lock, info_path.exists)
     except (OSError, ValueError, KeyError, TypeError):
         return False  # an older daemon's daemon.json: it serves
     if not isinstance(old, str) or same_dir(old, git_dir):
@@ -1116,23 +1119,18 @@ def _take_over(state: Path, git_dir: Path, lock: IO[str]) -> bool:
         s.connect(sock_path)
         s.sendall(b'{"op": "stop"}\n')
         s.recv(4096)
-    deadline = time.monotonic() + 40.0  # it lets a batch in flight finish (<= 30 s)
-    while time.monotonic() < deadline:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except OSError:
-            time.sleep(0.05)
+
+    def taken_over() -> bool:  # another new daemon took over first: it serves us
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            if same_dir(json.loads((state / "daemon.json").read_text())["git_dir"], git_dir):
-                return False  # another new daemon took over first: it serves us
-    return False
+            return same_dir(json.loads(info_path.read_text())["git_dir"], git_dir)
+        return False
+
+    return _await_lock(lock, taken_over)
 
 
-def _await_lock(state: Path, lock: IO[str]) -> bool:
-    """The lock is held and no daemon has published: one is exiting (it unpublishes first,
-    then lets a batch in flight land) or starting (it publishes within milliseconds).  Wait
-    for the lock; give up once a daemon publishes, as that one serves."""
+def _await_lock(lock: IO[str], served: Callable[[], bool]) -> bool:
+    """Wait for the lock, held by a daemon on its way out: True once ours; False as soon as
+    ``served`` says another daemon serves this repository, or after 40 s."""
     deadline = time.monotonic() + 40.0  # an exiting daemon lets its batch finish (<= 30 s)
     while time.monotonic() < deadline:
         try:
@@ -1140,7 +1138,7 @@ def _await_lock(state: Path, lock: IO[str]) -> bool:
             return True
         except OSError:
             pass
-        if (state / "daemon.json").exists():
+        if served():
             return False
         time.sleep(0.02)
     return False

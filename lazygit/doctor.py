@@ -652,10 +652,10 @@ def check_server(
         for source, name, info in infos:
             if info is None:
                 continue
-            status = _absent_status(source, f"pack/{name}.bitmap")
-            if status == 403:
+            got = _stat_or_status(source, f"pack/{name}.bitmap")
+            if got == 403:
                 refused.append(name)
-            if status is not None:
+            if isinstance(got, int):
                 if (
                     info.size > settings.smallPackBytes
                     and remote_stat(source, f"pack/{name}.mtimes") is not None
@@ -736,24 +736,19 @@ def check_server(
 
 def remote_stat(source: Any, rel: str) -> Any:
     """FileInfo of a server file, None when it is absent (404/410, or an object store's 403)."""
+    got = _stat_or_status(source, rel)
+    return None if isinstance(got, int) else got
+
+
+def _stat_or_status(source: Any, rel: str) -> Any:
+    """FileInfo of a server file, or the status that said it is absent (404, 410, or 403: an
+    object store's answer for a missing file, or a refusal)."""
     try:
         return source.remote.stat(source.path(rel))
     except HTTPStatusError as exc:
         if exc.absent:
-            return None
-        raise
-
-
-def _absent_status(source: Any, rel: str) -> int | None:
-    """None if the server has the file, else the status that said it has not (404, 410, or
-    403: an object store's answer for a missing file, or a refusal)."""
-    try:
-        source.remote.stat(source.path(rel))
-    except HTTPStatusError as exc:
-        if exc.absent:
             return exc.status
         raise
-    return None
 
 
 def _known_packs(clone: Clone) -> set[str] | None:
