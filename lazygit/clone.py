@@ -184,8 +184,8 @@ def _clone(
         roots = peeled_oids(snapshot.refs) | ({head_oid} if head_oid else set())
         # The walk of the server's loose objects, the longest chain of round trips over a
         # distant link, starts now, while the repository is made and the pack indexes load.
-        # Asked for before the pack indexes are in: HEAD's commit and a few branches' (as
-        # many as the range reads ask at once, leaving the pool room for the .idx files).
+        # Before they are in, it asks for HEAD's commit and a few branches' (as many as the
+        # range reads ask at once: the connection pool keeps room for the .idx files).
         branches = [r.oid for r in snapshot.refs if r.name.startswith("refs/heads/")]
         eager = list(dict.fromkeys([head_oid, *branches] if head_oid else branches))
         eager = eager[: max(1, int(settings.connections))]

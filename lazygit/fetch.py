@@ -716,11 +716,11 @@ class LooseMetadataWalk:
     Over a distant link the walk is the clone's longest chain of round trips (one per loose
     commit in a row), and loading the pack indexes takes two or three (the pack list and
     .idx files, then the probes of a pack without a bitmap).  Until `packs_loaded`, the walk
-    asks for up to ``EARLY_LOOSE_REQUESTS`` objects not knowing whether they are packed:
-    HEAD's commit and the branches' (pushes land there), and what the loose objects found
-    name (a pushed chain of commits); the other roots (tags, mostly on packed history) wait.
-    An object the server does not hold loose answers 404, and is looked for in the packs
-    once they are loaded.
+    asks for up to ``EARLY_LOOSE_REQUESTS`` objects not knowing whether they are packed: the
+    ``eager`` roots (the clone's are HEAD's commit and a few branches': pushes land there),
+    and what the loose objects found name (a pushed chain of commits); the other roots
+    (tags, mostly on packed history) wait.  An object the server does not hold loose answers
+    404, and is looked for in the packs once they are loaded.
     """
 
     def __init__(
