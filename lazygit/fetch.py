@@ -35,6 +35,7 @@ from lazygit.loose import (
     LooseWalk,
     SpooledObject,
     fetch_loose_spooled,
+    not_on_server,
     walk_loose_metadata,
 )
 from lazygit.packmeta import PackTypes, Run
@@ -703,9 +704,7 @@ def _walk_metadata(
         early.wait_for_packs()
         for oid in absent:
             if not stop(oid):
-                raise RemoteError(
-                    f"object {oid.hex()} is not on the server (neither packed nor loose)"
-                )
+                raise not_on_server(oid)
     return walk, reached
 
 

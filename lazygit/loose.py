@@ -292,6 +292,11 @@ def _fetch_one(
         if got is not None:
             return got
     if absent is None:
-        raise RemoteError(f"object {oid.hex()} is not on the server (neither packed nor loose)")
+        raise not_on_server(oid)
     absent.append(oid)
     return None
+
+
+def not_on_server(oid: bytes) -> RemoteError:
+    """The error for an object that the server holds neither packed nor loose."""
+    return RemoteError(f"object {oid.hex()} is not on the server (neither packed nor loose)")
